@@ -67,6 +67,28 @@ def mix_gt_with_proposals(
     return mixed
 
 
+def flatten_proposals(
+    proposals_per_fpn_level: dict[str, list[torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Concatenate per-level, per-image proposals into flat tensors.
+
+    Args:
+        proposals_per_fpn_level: ``{level: list of B Tensor[K_i, 4]}``.
+
+    Returns:
+        (boxes Tensor[P, 4], image_ids Tensor[P] int64, level_ids Tensor[P] int64),
+        level-major: all boxes of level 0 (image 0, image 1, ...), then level 1, ...
+        ``level_ids`` counts levels in the dict's order.
+    """
+    boxes, image_ids, level_ids = [], [], []
+    for level_id, level_props in enumerate(proposals_per_fpn_level.values()):
+        for image_idx, props in enumerate(level_props):
+            boxes.append(props)
+            image_ids.append(torch.full((props.shape[0],), image_idx, dtype=torch.int64, device=props.device))
+            level_ids.append(torch.full((props.shape[0],), level_id, dtype=torch.int64, device=props.device))
+    return torch.cat(boxes), torch.cat(image_ids), torch.cat(level_ids)
+
+
 class FasterRCNN(nn.Module):
     """Faster R-CNN with FPN: backbone, RPN, RoIAlign, classification and class-specific box regression.
 
@@ -159,18 +181,20 @@ class FasterRCNN(nn.Module):
                 DEFAULT_TEST_NMS_THRESH if test_nms_thresh is None else test_nms_thresh,
             )
         proposals_per_fpn_level = mix_gt_with_proposals(proposals_per_fpn_level, gt_boxes)
-        roi_feats, proposals, image_ids = self._roi_features(feats_per_fpn_level, proposals_per_fpn_level)
+        proposals, image_ids, level_ids = flatten_proposals(proposals_per_fpn_level)
 
         # Match proposals to GT per image (rcnn_match_anchors_to_gt with both
-        # thresholds ROI_FG_IOU), sample `batch_size_per_image` per image with
-        # `sample_rpn_training` (foreground fraction ROI_FG_FRACTION), then:
+        # thresholds ROI_FG_IOU) and sample `batch_size_per_image` per image with
+        # `sample_rpn_training` (foreground fraction ROI_FG_FRACTION, generator
+        # self.generator). RoIAlign only the sampled proposals (self._roi_features),
+        # run the head, then:
         #   loss_cls: cross-entropy over C + 1 classes (background 0, class c -> c + 1), mean over samples;
         #   loss_box: smooth-L1 (beta BOX_LOSS_BETA) between the deltas predicted
         #     for each foreground sample's GT class and its GT deltas, summed and
         #     divided by the number of samples.
         ### BEGIN SOLUTION
         matched = torch.empty(proposals.shape[0], 5, dtype=proposals.dtype, device=proposals.device)
-        sampled = []
+        fg_parts, bg_parts = [], []
         for image_idx in range(images.shape[0]):
             in_image = (image_ids == image_idx).nonzero().squeeze(1)
             matched[in_image] = rcnn_match_anchors_to_gt(
@@ -179,19 +203,20 @@ class FasterRCNN(nn.Module):
             fg_idx, bg_idx = sample_rpn_training(
                 matched[in_image], self.batch_size_per_image, ROI_FG_FRACTION, self.generator
             )
-            sampled.append((in_image[fg_idx], in_image[bg_idx]))
-        fg = torch.cat([f for f, _ in sampled])
-        bg = torch.cat([b for _, b in sampled])
-        idx = torch.cat([fg, bg])
-        features = self.roi_stem(roi_feats[idx])  # (S, c'*S*S)
-        gt_classes = torch.cat([matched[fg, 4].long() + 1, torch.zeros_like(bg)])
+            fg_parts.append(in_image[fg_idx])
+            bg_parts.append(in_image[bg_idx])
+        fg, bg = torch.cat(fg_parts), torch.cat(bg_parts)
+        idx = torch.cat([fg, bg])  # foreground first
+        roi_feats = self._roi_features(feats_per_fpn_level, proposals[idx], image_ids[idx], level_ids[idx])
+        features = self.roi_stem(roi_feats)  # (S, c'*S*S)
+        fg_classes = matched[fg, 4].long()
+        gt_classes = torch.cat([fg_classes + 1, torch.zeros_like(bg)])
         loss_cls = F.cross_entropy(self.cls_pred(features), gt_classes)
         fg_deltas = self.box_pred(features[: fg.shape[0]]).reshape(-1, self.num_classes, 4)  # (F, 4C) -> (F, C, 4)
-        fg_deltas = fg_deltas[torch.arange(fg.shape[0], device=fg.device), matched[fg, 4].long()]  # (F, 4)
+        fg_deltas = fg_deltas[torch.arange(fg.shape[0], device=fg.device), fg_classes]  # (F, 4)
         target_deltas = rcnn_get_deltas_from_anchors(proposals[fg], matched[fg])
-        loss_box = F.smooth_l1_loss(fg_deltas, target_deltas, beta=BOX_LOSS_BETA, reduction="sum") / max(
-            idx.shape[0], 1
-        )
+        loss_box = F.smooth_l1_loss(fg_deltas, target_deltas, beta=BOX_LOSS_BETA, reduction="sum")
+        loss_box = loss_box / max(idx.shape[0], 1)
         ### END SOLUTION
         return {
             "loss_rpn_obj": rpn_output["loss_rpn_obj"],
@@ -203,31 +228,36 @@ class FasterRCNN(nn.Module):
     def _roi_features(
         self,
         feats_per_fpn_level: dict[str, torch.Tensor],
-        proposals_per_fpn_level: dict[str, list[torch.Tensor]],
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """RoIAlign every proposal on the level that proposed it.
+        boxes: torch.Tensor,
+        image_ids: torch.Tensor,
+        level_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """RoIAlign every box on the FPN level it came from.
+
+        Args:
+            feats_per_fpn_level: ``{level: Tensor[B, c, H, W]}``.
+            boxes: Tensor[P, 4] XYXY boxes in image pixels.
+            image_ids: Tensor[P] int64, the image of each box.
+            level_ids: Tensor[P] int64, position of each box's level in ``feats_per_fpn_level``.
 
         Returns:
-            (roi_feats Tensor[P, c, S, S], proposals Tensor[P, 4], image_ids Tensor[P]),
-            level-major (all p3 proposals of image 0, of image 1, ..., then p4, ...).
+            Tensor[P, c, S, S], row i pooled from box i.
         """
         # For each level call torchvision.ops.roi_align on that level's features
-        # with the list of per-image proposals (spatial_scale 1 / stride,
-        # aligned=True, output size self.roi_size). Record, in the same order,
-        # the proposal boxes and the index of the image each came from.
+        # with its boxes as Tensor[K, 5] rows (image_id, x1, y1, x2, y2),
+        # spatial_scale 1 / stride, aligned=True, output size self.roi_size;
+        # put the results back in the rows of the boxes they came from.
         ### BEGIN SOLUTION
-        roi_feats, boxes, image_ids = [], [], []
-        for level, level_props in proposals_per_fpn_level.items():
+        first = next(iter(feats_per_fpn_level.values()))
+        out = first.new_zeros(boxes.shape[0], first.shape[1], *self.roi_size)  # (P, c, S, S)
+        rois = torch.cat([image_ids[:, None].to(boxes), boxes], dim=1)  # (P, 5)
+        for level_id, (level, feats) in enumerate(feats_per_fpn_level.items()):
+            rows = (level_ids == level_id).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
             stride = self.backbone.fpn_strides[level]
-            roi_feats.append(
-                roi_align(
-                    feats_per_fpn_level[level], level_props, self.roi_size, spatial_scale=1.0 / stride, aligned=True
-                )
-            )
-            for image_idx, props in enumerate(level_props):
-                boxes.append(props)
-                image_ids.append(torch.full((props.shape[0],), image_idx, dtype=torch.int64, device=props.device))
-        return torch.cat(roi_feats), torch.cat(boxes), torch.cat(image_ids)
+            out[rows] = roi_align(feats, rois[rows], self.roi_size, spatial_scale=1.0 / stride, aligned=True)
+        return out
         ### END SOLUTION
 
     @torch.no_grad()
@@ -248,7 +278,8 @@ class FasterRCNN(nn.Module):
         if images.shape[0] != 1:
             raise ValueError(f"images: eval mode takes one image at a time, got a batch of {images.shape[0]}")
         height, width = images.shape[-2:]
-        roi_feats, proposals, _ = self._roi_features(feats_per_fpn_level, proposals_per_fpn_level)
+        proposals, image_ids, level_ids = flatten_proposals(proposals_per_fpn_level)
+        roi_feats = self._roi_features(feats_per_fpn_level, proposals, image_ids, level_ids)
         # Classify every proposal: score and class are the best non-background
         # softmax probability and its index (0..C-1). Decode that class's deltas
         # at the proposal, clip to the image, keep scores above

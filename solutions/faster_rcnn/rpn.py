@@ -21,7 +21,7 @@ from .deltas import (
     rcnn_get_deltas_from_anchors,
 )
 from .iou import iou
-from .nms import class_spec_nms
+from .nms import nms
 
 #: Standard deviation of the normal init of the RPN's convolution weights.
 RPN_INIT_STD = 0.01
@@ -309,27 +309,17 @@ class RPN(nn.Module):
         for image_idx in range(num_images):
             # For each level: keep the `pre_nms_topk` highest objectness logits,
             # decode their deltas at their anchors, clip the boxes to the image
-            # (clip_boxes_to_image).
-            # Then run NMS (`nms_thresh`) within each level (class_spec_nms with
-            # the level as the class runs all levels in one call) and keep the
-            # first `post_nms_topk` survivors of each level.
+            # (clip_boxes_to_image), run NMS with `nms_thresh` and keep the first
+            # `post_nms_topk` survivors (NMS returns them by decreasing score).
             ### BEGIN SOLUTION
-            boxes, scores, level_ids = [], [], []
-            for level_id, level in enumerate(levels):
+            for level in levels:
                 logits = pred_obj_logits[level][image_idx]  # (H*W*A,)
-                topk = min(self.pre_nms_topk, logits.shape[0])
-                top_scores, top_idx = logits.topk(topk)
-                decoded = rcnn_apply_deltas_to_anchors(
+                top_scores, top_idx = logits.topk(min(self.pre_nms_topk, logits.shape[0]))
+                boxes = rcnn_apply_deltas_to_anchors(
                     pred_boxreg_deltas[level][image_idx, top_idx], anchors_per_fpn_level[level][top_idx]
                 )
-                decoded = clip_boxes_to_image(decoded, image_size)
-                boxes.append(decoded)
-                scores.append(top_scores)
-                level_ids.append(torch.full_like(top_idx, level_id))
-            all_boxes, all_scores, all_levels = torch.cat(boxes), torch.cat(scores), torch.cat(level_ids)
-            keep = class_spec_nms(all_boxes, all_scores, all_levels, self.nms_thresh)  # by decreasing score
-            for level_id, level in enumerate(levels):
-                level_keep = keep[all_levels[keep] == level_id][: self.post_nms_topk]
-                proposals[level].append(all_boxes[level_keep])
+                boxes = clip_boxes_to_image(boxes, image_size)
+                keep = nms(boxes, top_scores, self.nms_thresh)[: self.post_nms_topk]
+                proposals[level].append(boxes[keep])
             ### END SOLUTION
         return proposals

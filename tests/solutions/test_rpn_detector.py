@@ -140,7 +140,7 @@ def test_faster_rcnn_all_images_without_gt(ref):
 
 
 def test_roi_features_match_per_box_roi_align(ref):
-    """Oracle: RoIAlign one box at a time with torchvision, in the documented order."""
+    """Oracle: RoIAlign one box at a time with torchvision, on the level it came from."""
     model = build(ref)
     g = torch.Generator().manual_seed(2)
     feats = fake_feats(2, g)
@@ -148,17 +148,17 @@ def test_roi_features_match_per_box_roi_align(ref):
         level: [torch.tensor([[10.0, 20, 90, 120], [0, 0, 224, 224]]), torch.tensor([[50.0, 60, 70, 80]])]
         for level in STRIDES
     }
-    roi_feats, boxes, image_ids = model._roi_features(feats, props)
-    assert roi_feats.shape == (9, C, 7, 7) and image_ids.tolist() == [0, 0, 1] * 3
-    row = 0
-    for level, stride in STRIDES.items():
-        for image_idx, level_props in enumerate(props[level]):
-            for box in level_props:
-                rois = torch.cat([torch.tensor([[float(image_idx)]]), box[None]], dim=1)
-                expected = ops.roi_align(feats[level], rois, (7, 7), 1 / stride, aligned=True)
-                torch.testing.assert_close(roi_feats[row : row + 1], expected)
-                torch.testing.assert_close(boxes[row], box)
-                row += 1
+    boxes, image_ids, level_ids = ref.detector.flatten_proposals(props)
+    assert image_ids.tolist() == [0, 0, 1] * 3 and level_ids.tolist() == [0] * 3 + [1] * 3 + [2] * 3
+    order = torch.tensor([8, 0, 4, 3, 1])  # any subset in any order, as after sampling
+    roi_feats = model._roi_features(feats, boxes[order], image_ids[order], level_ids[order])
+    assert roi_feats.shape == (5, C, 7, 7)
+    strides = list(STRIDES.items())
+    for row, i in enumerate(order.tolist()):
+        level, stride = strides[level_ids[i]]
+        rois = torch.cat([image_ids[i : i + 1, None].float(), boxes[i : i + 1]], dim=1)
+        expected = ops.roi_align(feats[level], rois, (7, 7), 1 / stride, aligned=True)
+        torch.testing.assert_close(roi_feats[row : row + 1], expected)
 
 
 def test_mix_gt_with_proposals_assigns_levels_and_keeps_input(ref):
