@@ -19,10 +19,21 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 
 def _plugin_registrars() -> list[tuple[str, Register]]:
-    """Load every ``register(subparsers)`` function declared under the entry-point group."""
+    """Load every ``register(subparsers)`` function declared under the entry-point group.
+
+    A plugin that fails to import is reported on stderr and left out, so one
+    broken layer (say, the autograder in a student bundle) never takes the
+    other commands down with it.
+    """
     found = []
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        found.append((ep.name, ep.load()))
+        try:
+            found.append((ep.name, ep.load()))
+        except Exception as exc:  # any import-time error of a plugin module
+            print(
+                f"rcnn-kit: commands from {ep.value!r} are unavailable: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
     return found
 
 
