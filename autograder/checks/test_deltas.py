@@ -1,0 +1,110 @@
+"""Hidden checks of ``deltas.rcnn_get_deltas_from_anchors`` (rubric id ``deltas_get``) and
+``deltas.rcnn_apply_deltas_to_anchors`` (rubric id ``deltas_apply``).
+
+Rows without a target are compared exactly (-1e8) and separately from the others: with
+-1e8 in the tensor the relative error of the ordinary rows would be invisible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+
+import pytest
+import torch
+from torch import Tensor
+
+from autograder import probes
+from autograder.compare import Fail, assert_close, assert_on_device, assert_shape_dtype
+from autograder.feedback import DELTAS_APPLY_SIGNATURES, DELTAS_GET_SIGNATURES, IGNORED_DELTA, deltas_ignored_rows
+from autograder.sandbox import SandboxClient
+
+#: Deltas are ratios and logs of float32 values: rounding differs by ~1e-7.
+DELTAS_TOL = 1e-5
+BOXES_TOL = 1e-5
+IMAGE_SIZE = 224.0
+
+
+def random_boxes(n: int, g: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Tensor[n, 4] XYXY boxes, sides 4..100 px."""
+    xy = torch.rand(n, 2, generator=g, dtype=torch.float64) * IMAGE_SIZE
+    wh = 4 + torch.rand(n, 2, generator=g, dtype=torch.float64) * 96
+    return torch.cat([xy, xy + wh], dim=1).to(dtype)
+
+
+def get_case(
+    n: int, seed: int, background: int = 0, neutral: int = 0, columns: int = 5, dtype: torch.dtype = torch.float32
+) -> dict[str, Tensor]:
+    """Anchors and matched GT rows; the first ``background`` rows are -1, the next ``neutral`` -1e8."""
+    g = torch.Generator().manual_seed(seed)
+    anchors = random_boxes(n, g, dtype)
+    gt = torch.cat([random_boxes(n, g, dtype), torch.randint(0, 20, (n, 1), generator=g).to(dtype)], dim=1)
+    gt[:background] = -1.0
+    gt[background : background + neutral] = IGNORED_DELTA
+    return {"anchors": anchors, "gt_boxes": gt[:, :columns]}
+
+
+GET_CASES: dict[str, Callable[[], dict[str, Tensor]]] = {
+    "foreground_only": lambda: get_case(20, 1),
+    "background_rows": lambda: get_case(20, 2, background=6),
+    "neutral_rows": lambda: get_case(20, 3, neutral=6),
+    "mixed_rows": lambda: get_case(40, 4, background=10, neutral=10),
+    "gt_without_class_column": lambda: get_case(12, 5, background=3, neutral=3, columns=4),
+    "float64": lambda: get_case(15, 6, background=2, neutral=2, dtype=torch.float64),
+    "empty": lambda: get_case(0, 7),
+}
+
+GET_PARAMS = {"module": "deltas", "function": "rcnn_get_deltas_from_anchors", "args": ["anchors", "gt_boxes"]}
+
+
+@pytest.mark.rubric("deltas_get")
+@pytest.mark.parametrize("case", list(GET_CASES))
+def test_deltas_get_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    inputs = GET_CASES[case]()
+    out = student.call("call_function", inputs, **GET_PARAMS)
+    expected = probes.call_function(ref, inputs, **GET_PARAMS, device="cpu")["out"]
+    what = "rcnn_get_deltas_from_anchors(anchors, gt_boxes)"
+    assert_on_device(out, what)
+    actual = assert_shape_dtype(out.get("out"), expected, what)
+    ignored = (expected == IGNORED_DELTA).all(dim=1)  # (N,)
+    hint = deltas_ignored_rows(actual, expected, inputs)
+    if hint is not None:
+        raise Fail(f"{what}: wrong values in rows without a target. Likely mistake: {hint}.")
+    kept_inputs = {"anchors": inputs["anchors"][~ignored], "gt_boxes": inputs["gt_boxes"][~ignored]}
+    assert_close(
+        actual[~ignored], expected[~ignored], tol=DELTAS_TOL, what=what, inputs=kept_inputs, hints=DELTAS_GET_SIGNATURES
+    )
+
+
+def apply_case(
+    n: int, seed: int, scale: float = 0.5, huge_rows: int = 0, dtype: torch.dtype = torch.float32
+) -> dict[str, Tensor]:
+    """Random deltas (normal, std ``scale``) and anchors; ``huge_rows`` rows get dw, dh = 8..12 (clamped)."""
+    g = torch.Generator().manual_seed(seed)
+    deltas = (torch.randn(n, 4, generator=g, dtype=torch.float64) * scale).to(dtype)
+    deltas[:huge_rows, 2:] = (8 + 4 * torch.rand(huge_rows, 2, generator=g, dtype=torch.float64)).to(dtype)
+    return {"deltas": deltas, "anchors": random_boxes(n, g, dtype)}
+
+
+APPLY_CASES: dict[str, Callable[[], dict[str, Tensor]]] = {
+    "small_deltas": lambda: apply_case(20, 11, scale=0.1),
+    "large_deltas": lambda: apply_case(30, 12, scale=1.0),
+    "clamped_dw_dh": lambda: apply_case(10, 13, huge_rows=4),
+    "float64": lambda: apply_case(10, 14, dtype=torch.float64),
+    "empty": lambda: apply_case(0, 15),
+}
+
+APPLY_PARAMS = {"module": "deltas", "function": "rcnn_apply_deltas_to_anchors", "args": ["deltas", "anchors"]}
+
+
+@pytest.mark.rubric("deltas_apply")
+@pytest.mark.parametrize("case", list(APPLY_CASES))
+def test_deltas_apply_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    inputs = APPLY_CASES[case]()
+    out = student.call("call_function", inputs, **APPLY_PARAMS)
+    expected = probes.call_function(ref, inputs, **APPLY_PARAMS, device="cpu")["out"]
+    what = "rcnn_apply_deltas_to_anchors(deltas, anchors)"
+    if int(out["meta.inputs_modified"]):
+        raise Fail(f"{what} modified an input tensor in place: work on new tensors (e.g. clamp without the trailing _).")
+    assert_on_device(out, what)
+    assert_close(out.get("out"), expected, tol=BOXES_TOL, what=what, inputs=inputs, hints=DELTAS_APPLY_SIGNATURES)

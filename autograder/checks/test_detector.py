@@ -1,0 +1,230 @@
+"""Hidden checks of ``detector.FasterRCNN``: the second-stage head (``frcnn_head``), its
+training losses (``frcnn_losses``) and inference (``frcnn_inference``).
+
+Isolation: the detector runs on a replay backbone (fixed features) and a replay RPN (fixed
+proposals and RPN losses), never the student's RPN. The head check loads the reference's
+weights into the student's ``roi_stem``/``cls_pred``/``box_pred`` by parameter name and
+checks ``_roi_features``; the loss and inference checks use the specified head modules with
+the same weights and the specified RoIAlign, so a head bug costs points only once. The
+sampler is :func:`autograder.probes.deterministic_sampler` on both sides (see :mod:`autograder.probes_detector`).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from autograder import probes, probes_detector
+from autograder.compare import Fail, assert_close, assert_equal_indices, assert_on_device
+from autograder.sandbox import SandboxClient
+
+#: Linear layers and RoIAlign over a few hundred float32 terms.
+HEAD_TOL = 1e-5
+LOSS_TOL = 1e-5
+GRAD_TOL = 1e-4
+BOXES_TOL = 1e-5
+
+STRIDES = {"p3": 8, "p4": 16, "p5": 32}
+IMAGE_HW = (64, 96)
+CHANNELS = 8
+NUM_CLASSES = 4
+MAX_GT = 6
+#: Standard deviation of the random head weights (so that class scores spread out).
+WEIGHT_STD = 0.15
+
+BASE_CTOR: dict[str, Any] = {
+    "stem_channels": [6], "num_classes": NUM_CLASSES, "batch_size_per_image": 16, "roi_size": [3, 3],
+}
+
+
+def head_weights(ref: Any, ctor: dict[str, Any], g: torch.Generator) -> dict[str, Tensor]:
+    """Random weights for the reference head's ``roi_stem``/``cls_pred``/``box_pred``."""
+    backbone = probes.Replay({}, out_channels=CHANNELS, fpn_strides=STRIDES)
+    model = ref.detector.FasterRCNN(backbone, probes.Replay({}), **ctor)
+    return {
+        f"w.{name}": torch.randn(t.shape, generator=g) * WEIGHT_STD
+        for name, t in model.state_dict().items()
+        if name.startswith(("roi_stem.", "cls_pred.", "box_pred."))
+    }
+
+
+def random_proposals(n: int, g: torch.Generator, near: Tensor | None = None) -> Tensor:
+    """Tensor[n, 4] XYXY proposals inside the image; with ``near`` (Tensor[G, 4]) half jitter around GT boxes."""
+    h, w = IMAGE_HW
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.8, h * 0.8])
+    wh = 6 + torch.rand(n, 2, generator=g) * 40
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    if near is not None and near.shape[0] > 0:
+        k = n // 2
+        picks = torch.randint(0, near.shape[0], (k,), generator=g)
+        boxes[:k] = near[picks] + torch.randn(k, 4, generator=g) * 2
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    return boxes
+
+
+def random_gt(batch: int, counts: list[int], num_classes: int, g: torch.Generator) -> Tensor:
+    """Tensor[B, MAX_GT, 5] GT rows (x1, y1, x2, y2, class), padding rows all -1."""
+    gt = torch.full((batch, MAX_GT, 5), -1.0)
+    for image, count in enumerate(counts):
+        gt[image, :count, :4] = random_proposals(count, g)
+        gt[image, :count, 4] = torch.randint(0, num_classes, (count,), generator=g).float()
+    return gt
+
+
+def scene(
+    ref: Any, ctor: dict[str, Any], batch: int, seed: int, per_level: list[int], gt_counts: list[int]
+) -> dict[str, Tensor]:
+    """Weights, features, GT and proposals (``proposals.<level>.<image>``) for one case."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = IMAGE_HW
+    inputs = head_weights(ref, ctor, g)
+    for level, s in STRIDES.items():
+        inputs[f"feats.{level}"] = torch.randn(batch, CHANNELS, h // s, w // s, generator=g)
+    gt = random_gt(batch, gt_counts, ctor["num_classes"], g)
+    inputs["gt_boxes"] = gt
+    for (level, count) in zip(STRIDES, per_level):
+        for image in range(batch):
+            real = gt[image][gt[image, :, 4] != -1, :4]
+            inputs[f"proposals.{level}.{image}"] = random_proposals(count, g, near=real)
+    inputs["images"] = torch.randn(batch, 3, h, w, generator=g)
+    return inputs
+
+
+# ----------------------------------------------------------------------------------------
+# Head: constructor (structure, weights by name) and _roi_features
+# ----------------------------------------------------------------------------------------
+
+HEAD_CASES: dict[str, dict[str, Any]] = {
+    "batch2_roi3": {"ctor": BASE_CTOR, "batch": 2, "per_level": [5, 4, 3]},
+    "two_stem_layers": {"ctor": {**BASE_CTOR, "stem_channels": [6, 5]}, "batch": 1, "per_level": [4, 3, 2]},
+    "roi7_one_class": {"ctor": {**BASE_CTOR, "num_classes": 1, "roi_size": [7, 7]}, "batch": 2, "per_level": [3, 0, 2]},
+    "non_square_roi": {"ctor": {**BASE_CTOR, "roi_size": [2, 4]}, "batch": 1, "per_level": [6, 2, 1]},
+}
+
+
+@pytest.mark.rubric("frcnn_head")
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+def test_frcnn_head_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    spec = HEAD_CASES[case]
+    seed = 400 + list(HEAD_CASES).index(case)
+    inputs = scene(ref, spec["ctor"], spec["batch"], seed, spec["per_level"], [2] * spec["batch"])
+    del inputs["gt_boxes"], inputs["images"]
+    proposals = {level: [inputs.pop(f"proposals.{level}.{i}") for i in range(spec["batch"])] for level in STRIDES}
+    boxes, image_ids, level_ids = ref.detector.flatten_proposals(proposals)
+    inputs.update(roi_boxes=boxes, roi_image_ids=image_ids, roi_level_ids=level_ids)
+    g = torch.Generator().manual_seed(seed + 50)
+    inputs["roi_input"] = torch.randn(7, CHANNELS, *spec["ctor"]["roi_size"], generator=g)
+    params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
+    out = student.call("frcnn_head", inputs, **params)
+    expected = probes_detector.frcnn_head(ref, inputs, **params, device="cpu")
+    assert_on_device(out, "FasterRCNN head")
+    assert_close(out.get("cls"), expected["cls"], tol=HEAD_TOL, what="cls_pred(roi_stem(roi_features))")
+    assert_close(out.get("box"), expected["box"], tol=HEAD_TOL, what="box_pred(roi_stem(roi_features))")
+    assert_close(
+        out.get("roi_feats"), expected["roi_feats"], tol=HEAD_TOL, what="FasterRCNN._roi_features", advice=ROI_ADVICE
+    )
+
+
+ROI_ADVICE = (
+    "roi_align on each box's own level with rows (image_id, x1, y1, x2, y2), spatial_scale = 1 / stride "
+    "and aligned=True, results in the rows of the boxes they came from"
+)
+
+
+# ----------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------
+
+LOSS_CASES: dict[str, dict[str, Any]] = {
+    "batch2": {"ctor": BASE_CTOR, "batch": 2, "per_level": [12, 8, 4], "gt": [3, 2]},
+    "image_without_gt": {"ctor": BASE_CTOR, "batch": 2, "per_level": [10, 6, 3], "gt": [0, 3]},
+    "few_samples": {"ctor": {**BASE_CTOR, "batch_size_per_image": 5}, "batch": 2, "per_level": [12, 8, 4], "gt": [4, 4]},
+    "one_class": {"ctor": {**BASE_CTOR, "num_classes": 1}, "batch": 1, "per_level": [14, 6, 2], "gt": [3]},
+}
+
+
+@pytest.mark.rubric("frcnn_losses")
+@pytest.mark.parametrize("case", list(LOSS_CASES))
+def test_frcnn_losses_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    spec = LOSS_CASES[case]
+    seed = 500 + list(LOSS_CASES).index(case)
+    inputs = scene(ref, spec["ctor"], spec["batch"], seed, spec["per_level"], spec["gt"])
+    inputs["loss_rpn_obj"] = torch.tensor(0.6931)
+    inputs["loss_rpn_box"] = torch.tensor(0.125)
+    params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
+    out = student.call("frcnn_losses", inputs, **params)
+    expected = probes_detector.frcnn_losses(ref, inputs, **params, device="cpu")
+    what = "FasterRCNN.forward (training)"
+    assert_on_device(out, what)
+    for key in ("loss_rpn_obj", "loss_rpn_box", "loss_cls", "loss_box"):
+        assert_close(out.get(key), expected[key], tol=LOSS_TOL, what=f"{what} {key}", advice=LOSS_ADVICE[key])
+    for name, exp in expected.items():
+        if name.startswith("grad."):
+            if name not in out:
+                raise Fail(f"{what}: the losses do not depend on cls_pred / box_pred (detached tensors?).")
+            assert_close(out[name], exp, tol=GRAD_TOL, what=f"{what} gradient of loss_cls + loss_box w.r.t. the head")
+
+
+LOSS_ADVICE = {
+    "loss_rpn_obj": "return the RPN's losses unchanged",
+    "loss_rpn_box": "return the RPN's losses unchanged",
+    "loss_cls": "cross-entropy over C + 1 classes (background 0, GT class c is c + 1), mean over the samples",
+    "loss_box": (
+        "smooth-L1 (beta BOX_LOSS_BETA) on the deltas of each foreground sample's GT class, "
+        "summed and divided by the number of samples"
+    ),
+}
+
+
+# ----------------------------------------------------------------------------------------
+# Inference
+# ----------------------------------------------------------------------------------------
+
+INFERENCE_CASES: dict[str, dict[str, Any]] = {
+    "score_0.3_nms_0.5": {"ctor": BASE_CTOR, "per_level": [20, 10, 5], "score": 0.3, "nms": 0.5},
+    "score_0_nms_0.3": {"ctor": BASE_CTOR, "per_level": [15, 8, 4], "score": 0.0, "nms": 0.3},
+    "high_threshold": {"ctor": BASE_CTOR, "per_level": [20, 10, 5], "score": 0.45, "nms": 0.5},
+    "one_class": {"ctor": {**BASE_CTOR, "num_classes": 1}, "per_level": [12, 6, 3], "score": 0.5, "nms": 0.5},
+    "large_deltas": {"ctor": BASE_CTOR, "per_level": [20, 10, 5], "score": 0.2, "nms": 0.5, "weight_scale": 6.0},
+}
+
+
+@pytest.mark.rubric("frcnn_inference")
+@pytest.mark.parametrize("case", list(INFERENCE_CASES))
+def test_frcnn_inference_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    spec = INFERENCE_CASES[case]
+    seed = 600 + list(INFERENCE_CASES).index(case)
+    inputs = scene(ref, spec["ctor"], 1, seed, spec["per_level"], [3])
+    for name in [n for n in inputs if n.startswith("w.box_pred")]:
+        inputs[name] = inputs[name] * spec.get("weight_scale", 1.0)
+    params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES, "score_thresh": spec["score"], "nms_thresh": spec["nms"]}
+    out = student.call("frcnn_inference", inputs, **params)
+    expected = probes_detector.frcnn_inference(ref, inputs, **params, device="cpu")
+    what = "FasterRCNN.forward (eval)"
+    assert_on_device(out, what)
+    classes = out.get("classes")
+    if isinstance(classes, Tensor) and classes.shape != expected["classes"].shape:
+        raise Fail(
+            f"{what}: {classes.numel()} detections, a different number from the reference. Check the class "
+            "scores (softmax, best non-background class), the score threshold and class-specific NMS."
+        )
+    assert_equal_indices(classes, expected["classes"], what=f"{what} pred_classes", hints=[_class_hint])
+    assert_close(
+        out.get("scores"), expected["scores"], tol=BOXES_TOL, what=f"{what} pred_scores",
+        advice="the score is the highest softmax probability among the C object classes",
+    )
+    assert_close(
+        out.get("boxes"), expected["boxes"], tol=BOXES_TOL, what=f"{what} pred_boxes",
+        advice="decode the deltas of the predicted class at its proposal, then clip to the image",
+    )
+
+
+def _class_hint(actual: Tensor, expected: Tensor, inputs: Any) -> str | None:
+    if actual.shape == expected.shape and bool((actual == expected + 1).all()):
+        return "pred_classes are 0..C-1: subtract 1 from the head's class index (0 there is background)"
+    return None

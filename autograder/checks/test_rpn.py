@@ -1,0 +1,260 @@
+"""Hidden checks of ``rpn.RPNPredictionNetwork`` (``rpn_pred_net``), ``RPN.predict_proposals``
+(``rpn_proposals``) and the RPN training losses (``rpn_losses``).
+
+Isolation: the prediction network gets the reference's weights; the proposal check feeds
+reference anchors and fixed predictions straight to ``predict_proposals``; the loss check
+replays fixed predictions in place of the prediction network, replaces the sampler by
+:func:`autograder.probes.deterministic_sampler` and stubs the proposals. Expected values
+come from the same probes run on the reference package.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from autograder import probes
+from autograder.compare import Fail, assert_close, assert_on_device, split_levels
+from autograder.sandbox import SandboxClient
+
+#: Convolution outputs and losses: float32 sums over a few hundred terms.
+PRED_NET_TOL = 1e-5
+PROPOSALS_TOL = 1e-5
+LOSS_TOL = 1e-5
+GRAD_TOL = 1e-4
+
+STRIDES = {"p3": 8, "p4": 16, "p5": 32}
+#: Image (height, width): non-square, so that x/y mix-ups show.
+IMAGE_HW = (64, 96)
+CHANNELS = 8
+#: Standard deviation of the random weights loaded into both networks (larger than the
+#: 0.01 init so that the outputs are far from zero).
+WEIGHT_STD = 0.1
+
+
+def feature_maps(batch: int, g: torch.Generator, image_hw: tuple[int, int] = IMAGE_HW) -> dict[str, Tensor]:
+    h, w = image_hw
+    return {level: torch.randn(batch, CHANNELS, h // s, w // s, generator=g) for level, s in STRIDES.items()}
+
+
+def random_weights(module: torch.nn.Module, g: torch.Generator) -> dict[str, Tensor]:
+    return {name: torch.randn(t.shape, generator=g) * WEIGHT_STD for name, t in module.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------------------
+# RPNPredictionNetwork
+# ----------------------------------------------------------------------------------------
+
+PRED_NET_CASES: dict[str, dict[str, Any]] = {
+    "one_stem_layer_batch2": {"ctor": {"in_channels": CHANNELS, "stem_channels": [8], "num_anchors": 3}, "batch": 2},
+    "two_stem_layers": {"ctor": {"in_channels": CHANNELS, "stem_channels": [6, 5], "num_anchors": 3}, "batch": 1},
+    "five_anchors": {"ctor": {"in_channels": CHANNELS, "stem_channels": [4], "num_anchors": 5}, "batch": 2},
+    "one_anchor_small_image": {
+        "ctor": {"in_channels": CHANNELS, "stem_channels": [4], "num_anchors": 1}, "batch": 3, "image": (32, 64),
+    },
+}
+
+
+@pytest.mark.rubric("rpn_pred_net")
+@pytest.mark.parametrize("case", list(PRED_NET_CASES))
+def test_rpn_pred_net_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    spec = PRED_NET_CASES[case]
+    g = torch.Generator().manual_seed(100 + list(PRED_NET_CASES).index(case))
+    weights = random_weights(ref.rpn.RPNPredictionNetwork(**spec["ctor"]), g)
+    feats = feature_maps(spec["batch"], g, spec.get("image", IMAGE_HW))
+    inputs = {**{f"w.{k}": v for k, v in weights.items()}, **{f"feats.{k}": v for k, v in feats.items()}}
+    out = student.call("rpn_pred_net_forward", inputs, ctor_kwargs=spec["ctor"])
+    expected = probes.rpn_pred_net_forward(ref, inputs, ctor_kwargs=spec["ctor"], device="cpu")
+    assert_on_device(out, "RPNPredictionNetwork.forward")
+    for kind, label in (("obj", "object_logits"), ("box", "boxreg_deltas")):
+        actual, exp = split_levels(out, kind), split_levels(expected, kind)
+        if set(actual) != set(exp):
+            raise Fail(f"RPNPredictionNetwork.forward: {label} has levels {sorted(actual)}, expected {sorted(exp)}.")
+        for level in exp:
+            assert_close(
+                actual[level], exp[level], tol=PRED_NET_TOL, what=f"RPNPredictionNetwork.forward {label}[{level!r}]",
+                hints=[_flatten_order_hint],
+            )
+
+
+#: The specified init: conv weights from N(0, RPN_INIT_STD), biases 0. The accepted band for
+#: the sample standard deviation is wide enough for the smallest layer (96 weights: the
+#: sample std is within 40% of the true one with overwhelming probability).
+RPN_INIT_STD = 0.01
+INIT_STD_BAND = (0.6 * RPN_INIT_STD, 1.4 * RPN_INIT_STD)
+INIT_CTOR = {"in_channels": 16, "stem_channels": [32, 32], "num_anchors": 3}
+
+
+@pytest.mark.rubric("rpn_pred_net")
+def test_rpn_pred_net_initialisation(student: SandboxClient, ref: ModuleType) -> None:
+    out = student.call("rpn_pred_net_init", {}, ctor_kwargs=INIT_CTOR, seed=7)
+    expected = probes.rpn_pred_net_init(ref, {}, ctor_kwargs=INIT_CTOR, seed=7)
+    what = "RPNPredictionNetwork initialisation"
+    if len(split_levels(out, "std")) != len(split_levels(expected, "std")):
+        raise Fail(f"{what}: the network does not have the specified number of convolutions.")
+    low, high = INIT_STD_BAND
+    for name, std in split_levels(out, "std").items():
+        if not low <= float(std) <= high:
+            raise Fail(f"{what}: the weights of {name} do not look drawn from N(0, 0.01) (init every conv weight so).")
+    for name, max_abs in split_levels(out, "max_abs").items():
+        if float(max_abs) != 0.0:
+            raise Fail(f"{what}: the bias of {name} is not zero (init every conv bias to 0).")
+
+
+def _flatten_order_hint(actual: Tensor, expected: Tensor, inputs: Any) -> str | None:
+    if _same_values_other_order(actual, expected):
+        return (
+            "flatten (B, A, H, W) as (B, H, W, A) so that the A anchors of a location are consecutive"
+            " (permute before reshape)"
+        )
+    return None
+
+
+def _same_values_other_order(actual: Tensor, expected: Tensor) -> bool:
+    return actual.shape == expected.shape and torch.allclose(
+        actual.flatten().sort().values, expected.flatten().sort().values, rtol=1e-4, atol=1e-6
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Proposals
+# ----------------------------------------------------------------------------------------
+
+PROPOSAL_CASES: dict[str, dict[str, Any]] = {
+    "defaults_batch2": {"ctor": {}, "batch": 2, "delta_std": 0.3},
+    "small_topk": {"ctor": {"pre_nms_topk": 50, "post_nms_topk": 10}, "batch": 2, "delta_std": 0.3},
+    "pre_nms_topk_limits": {"ctor": {"pre_nms_topk": 12, "post_nms_topk": 100}, "batch": 2, "delta_std": 0.3},
+    "nms_0.5": {"ctor": {"nms_thresh": 0.5, "pre_nms_topk": 120, "post_nms_topk": 30}, "batch": 1, "delta_std": 0.5},
+    "large_deltas_clipped": {"ctor": {"pre_nms_topk": 80, "post_nms_topk": 40}, "batch": 2, "delta_std": 1.5},
+    "stride_scale_4_two_ratios": {
+        "ctor": {"anchor_stride_scale": 4, "anchor_aspect_ratios": [0.5, 2.0], "pre_nms_topk": 60, "post_nms_topk": 25},
+        "batch": 1, "delta_std": 0.3,
+    },
+}
+
+RPN_BASE = {"fpn_channels": CHANNELS, "stem_channels": [8], "batch_size_per_image": 16}
+
+
+def proposal_inputs(ref: Any, spec: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    ctor = {**RPN_BASE, **spec["ctor"]}
+    ratios = ctor.get("anchor_aspect_ratios", [0.5, 1.0, 2.0])
+    g = torch.Generator().manual_seed(seed)
+    shapes = {level: (spec["batch"], CHANNELS, IMAGE_HW[0] // s, IMAGE_HW[1] // s) for level, s in STRIDES.items()}
+    locations = ref.anchors.get_fpn_location_coords(shapes, STRIDES)
+    anchors = ref.anchors.generate_fpn_anchors(locations, STRIDES, ctor.get("anchor_stride_scale", 8), ratios)
+    inputs: dict[str, Tensor] = {}
+    for level, level_anchors in anchors.items():
+        n = level_anchors.shape[0]
+        inputs[f"anchors.{level}"] = level_anchors
+        inputs[f"obj.{level}"] = torch.randn(spec["batch"], n, generator=g) * 3
+        inputs[f"box.{level}"] = torch.randn(spec["batch"], n, 4, generator=g) * spec["delta_std"]
+    return ctor, inputs
+
+
+@pytest.mark.rubric("rpn_proposals")
+@pytest.mark.parametrize("case", list(PROPOSAL_CASES))
+def test_rpn_proposals_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    spec = PROPOSAL_CASES[case]
+    ctor, inputs = proposal_inputs(ref, spec, 200 + list(PROPOSAL_CASES).index(case))
+    params = {"ctor_kwargs": ctor, "image_size": list(IMAGE_HW)}
+    out = student.call("rpn_predict_proposals", inputs, **params)
+    expected = split_levels(probes.rpn_predict_proposals(ref, inputs, **params, device="cpu"), "proposals")
+    what = "RPN.predict_proposals"
+    assert_on_device(out, what)
+    actual = split_levels(out, "proposals")
+    for key, exp in expected.items():  # key = "<level>.<image>"
+        level, image = key.split(".")
+        label = f"{what}: proposals[{level!r}][{image}]"
+        if key not in actual:
+            raise Fail(f"{label} is missing: return one list of B tensors per level.")
+        got = actual[key]
+        if got.shape != exp.shape:
+            raise Fail(
+                f"{label} has {got.shape[0] if got.dim() else 0} boxes, a different number from the reference. "
+                "Check the top-k before NMS (per level and image), the NMS threshold and the top-k after NMS."
+            )
+        assert_close(got, exp, tol=PROPOSALS_TOL, what=label, hints=[_proposals_hint])
+
+
+def _proposals_hint(actual: Tensor, expected: Tensor, inputs: Any) -> str | None:
+    if actual.numel() and (actual.min() < expected.min() - 1e-3 or actual.max() > expected.max() + 1e-3):
+        return "clip the decoded boxes to the image (x to [0, width], y to [0, height])"
+    if _same_values_other_order(actual, expected):
+        return "return the proposals of each level in decreasing order of objectness"
+    return None
+
+
+# ----------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------
+
+LOSS_CASES: dict[str, dict[str, Any]] = {
+    "batch2_mixed": {"ctor": {}, "batch": 2, "gt_per_image": [3, 2]},
+    "image_without_gt": {"ctor": {}, "batch": 2, "gt_per_image": [0, 4]},
+    "few_samples": {"ctor": {"batch_size_per_image": 6}, "batch": 2, "gt_per_image": [5, 5]},
+    "many_foreground": {"ctor": {"batch_size_per_image": 64}, "batch": 1, "gt_per_image": [8]},
+    "other_iou_thresholds": {"ctor": {"anchor_iou_thresholds": [0.2, 0.5]}, "batch": 1, "gt_per_image": [3]},
+}
+
+#: GT rows per image (padding rows all -1).
+MAX_GT = 10
+
+
+def loss_inputs(ref: Any, spec: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    ctor = {**RPN_BASE, **spec["ctor"]}
+    g = torch.Generator().manual_seed(seed)
+    feats = feature_maps(spec["batch"], g)
+    shapes = {level: tuple(f.shape) for level, f in feats.items()}
+    anchors = ref.anchors.generate_fpn_anchors(ref.anchors.get_fpn_location_coords(shapes, STRIDES), STRIDES, 8)
+    candidates = torch.cat([anchors["p3"], anchors["p4"]])  # GT near these anchors gives foreground
+    gt = torch.full((spec["batch"], MAX_GT, 5), -1.0)
+    for image, count in enumerate(spec["gt_per_image"]):
+        picks = torch.randint(0, candidates.shape[0], (count,), generator=g)
+        boxes = candidates[picks] + torch.randn(count, 4, generator=g) * 3
+        gt[image, :count, :4] = boxes
+        gt[image, :count, 4] = torch.randint(0, 5, (count,), generator=g).float()
+    inputs: dict[str, Tensor] = {"gt_boxes": gt}
+    for level, f in feats.items():
+        n = anchors[level].shape[0]
+        inputs[f"feats.{level}"] = f
+        inputs[f"obj.{level}"] = torch.randn(spec["batch"], n, generator=g) * 2
+        inputs[f"box.{level}"] = torch.randn(spec["batch"], n, 4, generator=g) * 0.5
+    return ctor, inputs
+
+
+@pytest.mark.rubric("rpn_losses")
+@pytest.mark.parametrize("case", list(LOSS_CASES))
+def test_rpn_losses_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    spec = LOSS_CASES[case]
+    ctor, inputs = loss_inputs(ref, spec, 300 + list(LOSS_CASES).index(case))
+    params = {"ctor_kwargs": ctor, "strides": STRIDES}
+    out = student.call("rpn_losses", inputs, **params)
+    expected = probes.rpn_losses(ref, inputs, **params, device="cpu")
+    what = "RPN.forward (training)"
+    assert_on_device(out, what)
+    for key in ("loss_rpn_obj", "loss_rpn_box"):
+        assert_close(out.get(key), expected[key], tol=LOSS_TOL, what=f"{what} {key}", hints=[_loss_hint(key, ctor)])
+    for name, exp in expected.items():
+        if name.startswith("grad_"):
+            if name not in out:
+                raise Fail(f"{what}: the losses do not depend on the predictions (detached or recomputed tensors?).")
+            assert_close(out[name], exp, tol=GRAD_TOL, what=f"{what} gradient of the losses w.r.t. the predictions")
+
+
+def _loss_hint(key: str, ctor: dict[str, Any]) -> Any:
+    """Hint when the student's loss is the reference's times a whole number (or its inverse)."""
+
+    def hint(actual: Tensor, expected: Tensor, inputs: Any) -> str | None:
+        a, e = abs(float(actual)), abs(float(expected))
+        if a == 0 or e == 0:
+            return None
+        ratio = max(a, e) / min(a, e)
+        if ratio > 1.5 and abs(ratio - round(ratio)) < 1e-3 * ratio:
+            return f"{key} is off by a constant factor: sum over the sampled anchors and divide by batch_size_per_image * B"
+        return None
+
+    return hint

@@ -1,0 +1,533 @@
+"""Run student code in a confined child process and get plain arrays back.
+
+Usage (what the hidden checks see through the ``student`` fixture)::
+
+    client = SandboxClient(group, files, reference_dir=REF, scratch_root=tmp)
+    try:
+        out = client.call("call_function", {"boxes1": b1, "boxes2": b2},
+                          module="iou", function="iou", args=["boxes1", "boxes2"])
+        out["out"]            # torch.Tensor (CPU), validated: numeric dtype, bounded size
+        out.devices["out"]    # device the student's tensor was on, e.g. "cpu"
+        out.meta              # JSON metadata the probe returned
+    except StudentError as err:
+        err.kind, str(err)    # kind in STUDENT_ERROR_KINDS; message is safe to show
+    finally:
+        client.close()        # kills every process the child started
+
+One child serves every call of a rubric group: it starts on the first call (about 2 s
+for the torch import) inside a scratch folder holding a copy of the harness, the probes,
+``rcnn_kit`` and the hybrid ``faster_rcnn`` package (the student's modules of the group
+plus reference copies of its dependencies). The group's ``timeout_s`` is a wall-clock
+budget for all its calls; when a call runs out of time or the child dies, the child is
+killed and the next call starts a new child if budget remains.
+
+Student stdout/stderr is captured (first :attr:`SandboxLimits.output_bytes` bytes per
+stream) in :attr:`SandboxClient.log`; it is for the instructor only.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from autograder import isolation, wire
+from autograder.isolation import Identity
+
+#: Error kinds a student-caused failure can have (see docs/AUTOGRADER_DESIGN.md).
+STUDENT_ERROR_KINDS = ("import", "exception", "timeout", "crash", "memory", "bad_output", "forbidden")
+#: Longest student-visible error message (characters), before the frame list.
+MESSAGE_CHARS = 200
+#: Shortest reference source line that is scrubbed from messages (shorter ones are too generic).
+SCRUB_MIN_CHARS = 12
+#: Seconds a child may take to confine itself and import torch, on top of the group budget.
+STARTUP_ALLOWANCE_S = 60.0
+#: Seconds of wall clock a restarted child needs at least to be worth starting.
+MIN_RESTART_BUDGET_S = 5.0
+#: Folder of this package: the harness and probe files are copied from here.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+#: Name of the student package inside the child.
+PACKAGE_NAME = "faster_rcnn"
+#: Modules the child always finds in the hybrid package.
+KNOWN_MODULES = ("iou", "nms", "anchors", "deltas", "rpn", "detector")
+
+
+class StudentError(Exception):
+    """Student code failed inside the sandbox; ``str(self)`` is safe to show the student.
+
+    Attributes:
+        kind: one of :data:`STUDENT_ERROR_KINDS`.
+        message: the student-safe message (also ``str(self)``).
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        if kind not in STUDENT_ERROR_KINDS:
+            raise ValueError(f"kind: expected one of {STUDENT_ERROR_KINDS}, got {kind!r}")
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class SandboxInfraError(RuntimeError):
+    """The grader's own machinery failed (not the student's fault); shown to the instructor."""
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one child.
+
+    Attributes:
+        memory_mb: address-space limit (RLIMIT_AS) on CPU; data-segment limit (RLIMIT_DATA)
+            when CUDA is used, since the CUDA runtime reserves huge address ranges.
+            torch + torchvision import with a RegNet forward/backward peaks at ~3.6 GB of
+            address space, so stay above 4096.
+        nproc: extra tasks (processes + threads) the sandbox user may create.
+        nofile: open file descriptors.
+        fsize_mb: largest file the child may write.
+        output_bytes: captured stdout/stderr kept per stream per group.
+        max_elements: largest total number of array elements in one answer.
+        threads: torch intra-op threads in the child.
+    """
+
+    memory_mb: int = 6144
+    nproc: int = 64
+    nofile: int = 256
+    fsize_mb: int = 256
+    output_bytes: int = 4096
+    max_elements: int = 50_000_000
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class Group:
+    """What one rubric group needs in its child (a subset of a rubric entry)."""
+
+    id: str
+    student_modules: tuple[str, ...]
+    reference_modules: tuple[str, ...] = ()
+    timeout_s: float = 60.0
+
+
+class ProbeResult(dict):
+    """``dict[str, Tensor]`` of a probe's outputs, plus ``devices`` and ``meta``."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], devices: Mapping[str, str], meta: Mapping[str, Any]):
+        super().__init__(tensors)
+        self.devices: Mapping[str, str] = MappingProxyType(dict(devices))
+        self.meta: Mapping[str, Any] = MappingProxyType(dict(meta))
+
+
+@dataclass
+class CapturedOutput:
+    """First bytes of a child's stdout and stderr, and how much more there was."""
+
+    limit: int
+    data: dict[str, bytearray] = field(default_factory=lambda: {"stdout": bytearray(), "stderr": bytearray()})
+    dropped: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
+
+    def add(self, stream: str, chunk: bytes) -> None:
+        room = self.limit - len(self.data[stream])
+        self.data[stream] += chunk[: max(room, 0)]
+        self.dropped[stream] += max(len(chunk) - max(room, 0), 0)
+
+    def text(self) -> str:
+        parts = []
+        for stream in ("stdout", "stderr"):
+            body = self.data[stream].decode("utf-8", errors="replace")
+            more = f"\n[... {self.dropped[stream]} more bytes dropped]" if self.dropped[stream] else ""
+            if body or more:
+                parts.append(f"--- {stream} ---\n{body}{more}")
+        return "\n".join(parts)
+
+
+class SandboxClient:
+    """One rubric group's persistent, confined child (see the module docstring).
+
+    Only one client per sandbox identity should be live at a time: in root mode, ending a
+    child kills every process of the sandbox uid (the runner runs groups one after another;
+    each grader process holds its own uid slot).
+    """
+
+    def __init__(
+        self,
+        group: Group,
+        submission_files: Mapping[str, Path],
+        *,
+        reference_dir: Path,
+        scratch_root: Path,
+        limits: SandboxLimits = SandboxLimits(),
+        identity: Identity | None = None,
+        device: str = "cpu",
+        probe_files: Sequence[Path] | None = None,
+    ) -> None:
+        """
+        Args:
+            group: the rubric group (its modules and wall-clock budget).
+            submission_files: module name (``"iou"``) -> the student's file.
+            reference_dir: folder of the reference ``faster_rcnn`` package.
+            scratch_root: folder for the child's scratch folders (the grader's temp dir).
+            limits: resource limits of the child.
+            identity: who the child runs as (default: :func:`isolation.sandbox_identity`).
+            device: ``"cpu"`` or ``"cuda"``; with ``"cpu"`` the child sees no GPU.
+            probe_files: probe modules to copy into the child (default: ``autograder/probes.py``
+                and ``autograder/probes_*.py``).
+        """
+        for module in (*group.student_modules, *group.reference_modules):
+            if module not in KNOWN_MODULES:
+                raise ValueError(f"group {group.id!r}: unknown module {module!r}, expected one of {KNOWN_MODULES}")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+        self.group = group
+        self.submission_files = dict(submission_files)
+        self.reference_dir = Path(reference_dir)
+        self.scratch_root = Path(scratch_root)
+        self.limits = limits
+        self.identity = identity if identity is not None else isolation.sandbox_identity()
+        self.device = device
+        self.probe_files = list(probe_files) if probe_files is not None else default_probe_files()
+        self.log = CapturedOutput(limits.output_bytes)
+        self.facts: dict[str, Any] = {}
+        self.events: list[str] = []
+        self.deadline: float | None = None  # set when the first child is ready
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._fds: tuple[int, int] | None = None
+        self._threads: list[threading.Thread] = []
+        self._dead_reason: str | None = None
+        self._broken: str | None = None  # set when a child could not start: no more tries
+        self._starts = 0
+        self._scrub_lines = _reference_lines(self.reference_dir, group.reference_modules)
+        if self.identity.privileged:
+            _check_reachable(self.scratch_root)
+        isolation.become_subreaper()
+
+    # ------------------------------------------------------------------ public API
+    def call(self, probe: str, inputs: Mapping[str, torch.Tensor], **params: Any) -> ProbeResult:
+        """Run ``probes.<probe>(pkg, inputs, **params)`` in the child.
+
+        Args:
+            probe: name of a public function in the probe modules.
+            inputs: name -> tensor (any device; sent as CPU arrays).
+            **params: JSON-able keyword arguments of the probe.
+
+        Returns:
+            The probe's output tensors (CPU), with ``.devices`` and ``.meta``.
+
+        Raises:
+            StudentError: the student's code failed, hung, crashed or returned bad output.
+            SandboxInfraError: the grader's machinery failed.
+        """
+        missing = [m for m in self.group.student_modules if m not in self.submission_files]
+        if missing:
+            raise StudentError("import", f"file {missing[0]}.py was not found in the submission")
+        if self._dead_reason is not None and self._remaining() < MIN_RESTART_BUDGET_S:
+            raise StudentError("timeout", f"{self._dead_reason}; no time left in this group's budget")
+        if self._broken is not None:
+            raise SandboxInfraError(self._broken)
+        if self._proc is None:
+            self._start()
+        assert self._fds is not None
+        arrays = {k: _to_numpy(k, v) for k, v in inputs.items()}
+        payload = wire.encode_arrays(arrays)
+        req_fd, resp_fd = self._fds
+        try:
+            wire.send_frame(req_fd, {"op": "call", "probe": probe, "params": params}, payload, self.deadline)
+            header, body = wire.recv_frame(resp_fd, self.deadline)
+        except wire.WireTimeout:
+            self._kill(f"time limit of {self.group.timeout_s:g} s for this group reached")
+            raise StudentError("timeout", f"your code did not finish within this group's {self.group.timeout_s:g} s time limit") from None
+        except wire.WireClosed:
+            raise self._crash_error() from None
+        except wire.WireError as exc:
+            self._kill(f"malformed answer: {exc}")
+            raise StudentError("bad_output", "the sandboxed process sent a malformed answer (did your code write to file descriptors?)") from None
+        return self._parse(header, body)
+
+    def source(self, module: str) -> str:
+        """The text of the student's ``module`` file (read in the grader; never executed here).
+
+        Raises:
+            StudentError: the module is not part of the submission.
+        """
+        if module not in KNOWN_MODULES:
+            raise ValueError(f"module: expected one of {KNOWN_MODULES}, got {module!r}")
+        path = self.submission_files.get(module)
+        if path is None:
+            raise StudentError("import", f"file {module}.py was not found in the submission")
+        return Path(path).read_bytes().decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        """Stop the child and every process it started; idempotent."""
+        self._kill("closed")
+        self._dead_reason = None
+
+    def __enter__(self) -> "SandboxClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ child lifecycle
+    def _remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def _start(self) -> None:
+        self._starts += 1
+        root = Path(tempfile.mkdtemp(prefix=f"group-{self.group.id}-", dir=self.scratch_root))
+        os.chmod(root, 0o755)
+        harness = _build_harness(root / "harness", self.probe_files)
+        pkg = root / "pkg" / PACKAGE_NAME
+        self._build_package(pkg)
+        work = root / "work"
+        work.mkdir(mode=0o700)
+        if self.identity.uid is not None:
+            os.chown(work, self.identity.uid, self.identity.gid if self.identity.gid is not None else self.identity.uid)
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        config = {
+            "parent_pid": os.getpid(), "req_fd": req_r, "resp_fd": resp_w,
+            "uid": self.identity.uid, "gid": self.identity.gid,
+            "isolate_network": self.identity.privileged, "package_dir": str(pkg),
+            "modules": [*self.group.student_modules, *self.group.reference_modules],
+            "probe_modules": [p.stem for p in self.probe_files], "threads": self.limits.threads,
+            "work_dir": str(work), "limits": self._rlimits(),
+        }
+        config_path = root / "config.json"
+        config_path.write_text(json.dumps(config, indent=1))
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
+            "LANG": "C.UTF-8", "OMP_NUM_THREADS": str(self.limits.threads),
+            "MKL_NUM_THREADS": str(self.limits.threads), "RCNN_KIT_OFFLINE": "1",
+            "RCNN_GRADE_DEVICE": self.device,
+        }
+        if self.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        self._baseline_children = isolation.children_of(os.getpid())
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-B", str(harness / "rcnn_child.py"), str(config_path)],
+                cwd=str(work), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, pass_fds=(req_r, resp_w), close_fds=True,
+            )
+        finally:
+            os.close(req_r)
+            os.close(resp_w)
+        self._fds = (req_w, resp_r)
+        self._threads = [
+            threading.Thread(target=self._drain, args=(self._proc.stdout, "stdout"), daemon=True),
+            threading.Thread(target=self._drain, args=(self._proc.stderr, "stderr"), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        startup_deadline = time.monotonic() + STARTUP_ALLOWANCE_S
+        try:
+            hello, _ = wire.recv_frame(resp_r, startup_deadline)
+        except wire.WireError as exc:
+            self._kill("failed to start")
+            self._broken = f"sandbox child for group {self.group.id!r} failed to start ({exc}); its output:\n{self.log.text()}"
+            raise SandboxInfraError(self._broken) from None
+        self.facts = {"uid": hello.get("uid"), "network_isolated": bool(hello.get("network_isolated")), "starts": self._starts}
+        if self.deadline is None:  # the budget starts once the first child is ready
+            self.deadline = time.monotonic() + self.group.timeout_s
+
+    def _rlimits(self) -> dict[str, int]:
+        mb = 1 << 20
+        budget = int(self.group.timeout_s + STARTUP_ALLOWANCE_S) + 1
+        limits = {
+            "cpu": budget, "nofile": self.limits.nofile, "fsize": self.limits.fsize_mb * mb, "core": 0,
+            "as" if self.device == "cpu" else "data": self.limits.memory_mb * mb,
+        }
+        if self.identity.uid is not None:
+            limits["nproc"] = isolation.task_count_of_uid(self.identity.uid) + self.limits.nproc
+        else:
+            limits["nproc"] = isolation.task_count_of_uid(os.getuid()) + self.limits.nproc
+        return limits
+
+    def _build_package(self, pkg: Path) -> None:
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text('"""Hybrid package built by the grader: student modules + reference dependencies."""\n')
+        for module in self.group.reference_modules:
+            shutil.copyfile(self.reference_dir / f"{module}.py", pkg / f"{module}.py")
+        for module in self.group.student_modules:
+            shutil.copyfile(self.submission_files[module], pkg / f"{module}.py")
+        for path in (pkg.parent, pkg, *pkg.iterdir()):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+    def _drain(self, stream: Any, name: str) -> None:
+        while True:
+            chunk = stream.read1(1 << 16)
+            if not chunk:
+                return
+            self.log.add(name, chunk)
+
+    def _kill(self, reason: str) -> None:
+        """End the child and everything it started; remember why."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        self._dead_reason = reason
+        self.events.append(reason)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if self.identity.uid is not None:
+            isolation.kill_uid(self.identity)
+        else:
+            isolation.kill_descendants(proc.pid, self._baseline_children)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._fds is not None:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        self.facts["returncode"] = proc.returncode
+
+    def _crash_error(self) -> StudentError:
+        proc = self._proc
+        code: int | None = None
+        if proc is not None:
+            try:
+                code = proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:  # alive, but it closed its answer pipe
+                self._kill("closed its answer pipe")
+                return StudentError("crash", "the process running your code closed the grader's pipe during this check")
+        if code == -signal.SIGKILL:
+            how = "was killed by signal SIGKILL (often: out of memory)"
+        elif code is not None and code < 0:
+            how = f"was killed by signal {signal.Signals(-code).name}"
+            if -code == signal.SIGXCPU:
+                how += " (CPU time limit)"
+        else:
+            how = f"exited with status {code} (os._exit or a crash)"
+        self._kill(f"the process running your code {how}")
+        return StudentError("crash", f"the process running your code {how} during this check")
+
+    # ------------------------------------------------------------------ answers
+    def _parse(self, header: dict[str, Any], body: bytes) -> ProbeResult:
+        if header.get("ok") is True:
+            try:
+                arrays = wire.decode_arrays(body, self.limits.max_elements)
+            except wire.WireError as exc:
+                raise StudentError("bad_output", f"your function returned something that is not a plain tensor ({_short(str(exc))})") from None
+            devices = header.get("devices") if isinstance(header.get("devices"), dict) else {}
+            meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
+            tensors = {name: torch.from_numpy(np.array(arr, copy=True)) for name, arr in arrays.items()}
+            return ProbeResult(tensors, {str(k): str(v)[:40] for k, v in devices.items()}, meta)
+        kind = header.get("kind")
+        if kind == "infrastructure":
+            raise SandboxInfraError(f"probe failed in group {self.group.id!r}: {_short(str(header.get('message')), 500)}")
+        if kind not in STUDENT_ERROR_KINDS:
+            kind = "exception"
+        raise StudentError(str(kind), self._student_message(header))
+
+    def _student_message(self, header: dict[str, Any]) -> str:
+        exc_type = _short(str(header.get("type", "Exception")), 60)
+        message = self._scrub(str(header.get("message", "")))
+        if self.group.reference_modules and header.get("kind") in ("exception", "import", None):
+            # This child held copies of reference modules, so student code could
+            # smuggle them out through exception text (scrubbing only catches
+            # verbatim lines). Show a built-in type name and the student's own
+            # frames, never free text chosen by the code that ran.
+            if exc_type not in _BUILTIN_EXCEPTION_NAMES:
+                exc_type = "an exception raised by your code"
+            message = "message withheld in this check (it runs beside instructor code); reproduce it in your notebook"
+        text = f"{exc_type}: {message}" if message else exc_type
+        if header.get("kind") == "import":
+            text = f"importing your package failed: {text}"
+        if header.get("kind") == "memory":
+            text = f"ran out of memory (limit {self.limits.memory_mb} MB): {text}"
+        frames = header.get("frames") if isinstance(header.get("frames"), list) else []
+        student = set(self.group.student_modules)
+        places = []
+        for frame in frames:
+            if isinstance(frame, list) and len(frame) == 3 and str(frame[0]).removesuffix(".py") in student:
+                places.append(f"{_short(str(frame[0]), 40)}:{int(frame[1]) if str(frame[1]).isdigit() else '?'} in {_short(str(frame[2]), 40)}")
+        if places:
+            text += f" (at {', '.join(places[-3:])})"
+        return text
+
+    def _scrub(self, message: str) -> str:
+        """Drop lines of the reference dependency sources from ``message`` and truncate it."""
+        for line in self._scrub_lines:
+            if line in message:
+                message = message.replace(line, "[reference code removed]")
+        message = " ".join(message.split())
+        return _short(message, MESSAGE_CHARS)
+
+
+def default_probe_files() -> list[Path]:
+    """``autograder/probes.py`` and ``autograder/probes_*.py`` (those that exist)."""
+    files = sorted(_PACKAGE_DIR.glob("probes_*.py"))
+    main = _PACKAGE_DIR / "probes.py"
+    return ([main] if main.exists() else []) + files
+
+
+def _build_harness(harness: Path, probe_files: Sequence[Path]) -> Path:
+    """Copy the child script, the wire module, the probes and ``rcnn_kit`` into ``harness``."""
+    import rcnn_kit
+
+    harness.mkdir()
+    shutil.copyfile(_PACKAGE_DIR / "child.py", harness / "rcnn_child.py")
+    shutil.copyfile(_PACKAGE_DIR / "wire.py", harness / "rcnn_wire.py")
+    for probe in probe_files:
+        if not re.fullmatch(r"probes(_\w+)?\.py", probe.name):
+            raise ValueError(f"probe_files: {probe} is not named probes.py or probes_<topic>.py")
+        shutil.copyfile(probe, harness / probe.name)
+    shutil.copytree(Path(rcnn_kit.__file__).parent, harness / "rcnn_kit", ignore=shutil.ignore_patterns("__pycache__"))
+    for dirpath, _dirnames, filenames in os.walk(harness):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    return harness
+
+
+def _check_reachable(folder: Path) -> None:
+    """Raise ValueError unless other users may pass through ``folder`` and all its parents."""
+    for path in (folder.resolve(), *folder.resolve().parents):
+        if not os.stat(path).st_mode & 0o001:
+            raise ValueError(f"scratch_root: the sandbox user cannot enter {path} (mode {oct(os.stat(path).st_mode & 0o777)}); "
+                             f"use a folder whose parents all allow others to pass through (o+x), e.g. under {tempfile.gettempdir()}")
+
+
+def _reference_lines(reference_dir: Path, modules: Sequence[str]) -> list[str]:
+    lines: set[str] = set()
+    for module in modules:
+        path = reference_dir / f"{module}.py"
+        if path.exists():
+            lines |= {ln.strip() for ln in path.read_text().splitlines() if len(ln.strip()) >= SCRUB_MIN_CHARS}
+    return sorted(lines, key=len, reverse=True)
+
+
+def _to_numpy(name: str, value: torch.Tensor) -> np.ndarray:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"inputs[{name!r}]: expected a torch.Tensor, got {type(value).__name__}")
+    return value.detach().cpu().numpy()
+
+
+#: Exception type names that may be shown verbatim from a child holding reference code.
+_BUILTIN_EXCEPTION_NAMES = frozenset(
+    name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
+) | {"torch.OutOfMemoryError", "NotImplementedError"}
+
+
+def _short(text: str, limit: int = MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

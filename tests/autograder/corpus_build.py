@@ -1,0 +1,129 @@
+"""The corpus of submissions under tests/autograder/corpus/ and how to build them.
+
+Layout: ``corpus/correct/<name>/`` and ``corpus/buggy/<name>/`` each hold an ``expect.toml``
+and optionally ``*.py`` files that replace the reference's. ``expect.toml``::
+
+    description = "..."
+    lose = ["iou"]            # buggy only: exactly these rubric ids must lose points
+    feedback = "clamp"        # buggy only, optional: a failure message must contain this
+    requires_cuda = false     # optional: the bug shows only on a GPU
+    representative = false    # optional: prefer this entry when the real runner grades one per rubric id
+
+    [[edit]]                  # applied in order to the reference text of `file`
+    file = "iou.py"
+    old = "..."               # replace this exact text (it must occur exactly once), or
+    block = 0                 # replace the body of the file's block-th SOLUTION block,
+    new = "..."               # re-indented to the block's BEGIN marker
+
+Edits keep the corpus valid while the reference's comments and given code change; an edit
+whose ``old`` text is gone fails loudly instead of silently testing nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rcnn_kit.impl import STUDENT_MODULES
+
+CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REFERENCE_DIR = REPO_ROOT / "solutions" / "faster_rcnn"
+BEGIN_MARKER = "### BEGIN SOLUTION"
+END_MARKER = "### END SOLUTION"
+KINDS = ("correct", "buggy")
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    """One corpus submission."""
+
+    kind: str
+    name: str
+    folder: Path
+    description: str
+    lose: tuple[str, ...] = ()
+    feedback: str | None = None
+    requires_cuda: bool = False
+    representative: bool = False
+    edits: tuple[dict, ...] = field(default_factory=tuple)
+
+    @property
+    def touched_modules(self) -> set[str]:
+        """Modules whose file differs from the reference."""
+        files = {p.stem for p in self.folder.glob("*.py")}
+        return files | {Path(edit["file"]).stem for edit in self.edits}
+
+
+def load_entries(kind: str) -> list[CorpusEntry]:
+    """All entries of ``kind`` ("correct" or "buggy"), sorted by name.
+
+    Raises:
+        ValueError: ``kind`` is unknown, or an expect.toml has unknown or missing keys.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    entries = []
+    for folder in sorted((CORPUS_DIR / kind).iterdir()):
+        expect_file = folder / "expect.toml"
+        with expect_file.open("rb") as fh:
+            data = tomllib.load(fh)
+        unknown = set(data) - {"description", "lose", "feedback", "requires_cuda", "representative", "edit"}
+        if unknown or "description" not in data:
+            raise ValueError(f"{expect_file}: unknown keys {sorted(unknown)} or no description")
+        entries.append(
+            CorpusEntry(
+                kind=kind, name=folder.name, folder=folder, description=data["description"],
+                lose=tuple(data.get("lose", ())), feedback=data.get("feedback"),
+                requires_cuda=bool(data.get("requires_cuda", False)),
+                representative=bool(data.get("representative", False)), edits=tuple(data.get("edit", ())),
+            )
+        )
+    return entries
+
+
+def _replace_block(text: str, index: int, body: str, where: str) -> str:
+    """Replace the body of the ``index``-th SOLUTION block of ``text`` by ``body`` (re-indented)."""
+    lines = text.splitlines(keepends=True)
+    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN_MARKER]
+    if index >= len(begins):
+        raise ValueError(f"{where}: block {index} does not exist (the file has {len(begins)} SOLUTION blocks)")
+    start = begins[index]
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].strip() == END_MARKER)
+    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
+    new_body = textwrap.indent(textwrap.dedent(body).strip("\n") + "\n", indent)
+    return "".join(lines[: start + 1]) + new_body + "".join(lines[end:])
+
+
+def apply_edit(text: str, edit: dict, where: str) -> str:
+    """Apply one ``[[edit]]`` of an expect.toml to a file's text.
+
+    Raises:
+        ValueError: the edit is malformed, its ``old`` text does not occur exactly once,
+            or its block does not exist.
+    """
+    if "new" not in edit or ("old" in edit) == ("block" in edit):
+        raise ValueError(f"{where}: an edit needs `new` and exactly one of `old` / `block`, got keys {sorted(edit)}")
+    if "block" in edit:
+        return _replace_block(text, int(edit["block"]), edit["new"], where)
+    count = text.count(edit["old"])
+    if count != 1:
+        raise ValueError(f"{where}: `old` text occurs {count} times in {edit['file']} (expected once): {edit['old']!r}")
+    return text.replace(edit["old"], edit["new"])
+
+
+def build_submission(entry: CorpusEntry, dest: Path) -> Path:
+    """Write the entry's submission (reference + overlaid files + edits) to ``dest``; return it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for module in STUDENT_MODULES:
+        shutil.copy(REFERENCE_DIR / f"{module}.py", dest / f"{module}.py")
+    for overlay in entry.folder.glob("*.py"):
+        shutil.copy(overlay, dest / overlay.name)
+    for number, edit in enumerate(entry.edits):
+        target = dest / edit["file"]
+        where = f"{entry.kind}/{entry.name} edit #{number + 1}"
+        target.write_text(apply_edit(target.read_text(), edit, where))
+    return dest

@@ -1,0 +1,272 @@
+"""The sandboxed child: results, confinement, failure modes and cleanup.
+
+One "chameleon" student ``iou.py`` changes behaviour with ``boxes1[0, 0]`` (a negative
+sentinel), so one child serves several cases. Child start-up costs a few seconds, so
+the cases share clients where the behaviour allows it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from autograder import isolation, wire
+from autograder.grading import GradeOptions, secret_paths
+from autograder.runner import DEFAULT_CHECKS_DIR
+from autograder.sandbox import Group, SandboxClient, SandboxLimits, StudentError
+from infra_helpers import KIT_TEST_PROBES, REFERENCE_DIR, pid_alive, running_as_root, solution_lines
+
+SLEEPER_PID_FILE = "sleeper.pid"
+CHAMELEON = '''
+"""Test double: behaviour chosen by boxes1[0, 0] (negative sentinels), else the reference IoU."""
+import ctypes, os, sys, time
+from pathlib import Path
+import torch
+
+_HOARD = []
+
+def iou(boxes1, boxes2):
+    mode = int(boxes1[0, 0]) if boxes1.numel() else 0
+    if mode == -1:
+        os._exit(3)
+    if mode == -2:
+        while True:
+            pass
+    if mode == -3:
+        raise ValueError("bad box " + "x" * 1000 + (Path(__file__).parent / "nms.py").read_text())
+    if mode == -4:
+        sys.stdout.write("y" * 100_000)
+        sys.stdout.flush()
+    if mode == -5:
+        while True:
+            _HOARD.append(bytearray(256 << 20))
+    if mode == -6:
+        return object()
+    if mode == -7:
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                Path(os.environ["HOME"], "sleeper.pid").write_text(str(os.getpid()))
+                time.sleep(3600)
+            os._exit(0)
+        time.sleep(1.0)
+    a1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    a2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
+    rb = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=2)
+    return inter / (a1[:, None] + a2[None, :] - inter)
+'''
+
+
+def _boxes(n: int, seed: int, first: float | None = None) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + 1 + torch.rand(n, 2, generator=g) * 50], dim=1)
+    if first is not None:
+        boxes[0, 0] = first
+    return boxes
+
+
+@pytest.fixture
+def base_dir() -> Iterator[Path]:
+    """A folder the sandbox user can pass through (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="rcnn-sandbox-test-"))
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _client(base: Path, timeout_s: float = 60, unprivileged: bool = False, reference_modules=("nms",)) -> SandboxClient:
+    student = base / "student_iou.py"
+    student.write_text(CHAMELEON)
+    scratch = base / "scratch"
+    scratch.mkdir()
+    os.chmod(scratch, 0o711)
+    return SandboxClient(
+        Group("iou", ("iou",), tuple(reference_modules), timeout_s), {"iou": student},
+        reference_dir=REFERENCE_DIR, scratch_root=scratch, probe_files=[KIT_TEST_PROBES],
+        limits=SandboxLimits(memory_mb=4096, output_bytes=2048),
+        identity=isolation.sandbox_identity(unprivileged=unprivileged),
+    )
+
+
+@pytest.fixture(scope="module")
+def shared_client() -> Iterator[SandboxClient]:
+    base = Path(tempfile.mkdtemp(prefix="rcnn-sandbox-test-"))
+    os.chmod(base, 0o711)
+    client = _client(base)
+    yield client
+    client.close()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_values_come_back_equal_to_an_independent_oracle(shared_client: SandboxClient) -> None:
+    b1, b2 = _boxes(7, 1), _boxes(5, 2)
+    out = shared_client.call("call_iou", {"boxes1": b1, "boxes2": b2})
+    torch.testing.assert_close(out["out"], torchvision.ops.box_iou(b1, b2))
+    assert out.devices == {"out": "cpu"}
+    assert type(out["out"]) is torch.Tensor
+
+
+def test_child_runs_confined(shared_client: SandboxClient) -> None:
+    shared_client.call("call_iou", {"boxes1": _boxes(1, 0), "boxes2": _boxes(1, 0)})
+    facts = shared_client.facts
+    if running_as_root():
+        assert facts["uid"] not in (None, 0)
+        assert facts["network_isolated"] is True
+    else:
+        assert facts["uid"] == os.getuid()
+
+
+def test_exception_message_is_short_scrubbed_and_points_at_student_frame(shared_client: SandboxClient) -> None:
+    with pytest.raises(StudentError) as err:
+        shared_client.call("call_iou", {"boxes1": _boxes(2, 3, first=-3), "boxes2": _boxes(2, 4)})
+    assert err.value.kind == "exception"
+    message = str(err.value)
+    assert message.startswith("ValueError: bad box xxx")
+    assert "(at iou.py:" in message and "in iou)" in message
+    assert len(message) < 300
+    for line in solution_lines("nms"):
+        assert line not in message
+
+
+def test_stdout_is_captured_and_truncated(shared_client: SandboxClient) -> None:
+    shared_client.call("call_iou", {"boxes1": _boxes(2, 5, first=-4), "boxes2": _boxes(2, 6)})
+    time.sleep(0.2)  # the drain thread reads asynchronously
+    log = shared_client.log
+    assert len(log.data["stdout"]) == 2048
+    assert log.dropped["stdout"] >= 100_000 - 2048 - 1
+    assert "more bytes dropped" in log.text()
+
+
+def test_non_tensor_output_is_refused(shared_client: SandboxClient) -> None:
+    with pytest.raises(StudentError) as err:
+        shared_client.call("call_iou", {"boxes1": _boxes(2, 7, first=-6), "boxes2": _boxes(2, 8)})
+    assert err.value.kind == "bad_output"
+
+
+def test_memory_hog_is_stopped_with_a_memory_reason(shared_client: SandboxClient) -> None:
+    with pytest.raises(StudentError) as err:
+        shared_client.call("call_iou", {"boxes1": _boxes(2, 9, first=-5), "boxes2": _boxes(2, 10)})
+    assert err.value.kind in ("memory", "crash")
+    assert "memory" in str(err.value)
+
+
+def test_crash_fails_the_call_and_the_next_call_restarts(shared_client: SandboxClient) -> None:
+    starts = shared_client.facts["starts"]
+    with pytest.raises(StudentError) as err:
+        shared_client.call("call_iou", {"boxes1": _boxes(2, 11, first=-1), "boxes2": _boxes(2, 12)})
+    assert err.value.kind == "crash" and "status 3" in str(err.value)
+    b1, b2 = _boxes(3, 13), _boxes(4, 14)
+    out = shared_client.call("call_iou", {"boxes1": b1, "boxes2": b2})
+    torch.testing.assert_close(out["out"], torchvision.ops.box_iou(b1, b2))
+    assert shared_client.facts["starts"] == starts + 1
+
+
+def test_timeout_uses_up_the_group_budget(base_dir: Path) -> None:
+    with _client(base_dir, timeout_s=3) as client:
+        with pytest.raises(StudentError) as err:
+            client.call("call_iou", {"boxes1": _boxes(2, 15, first=-2), "boxes2": _boxes(2, 16)})
+        assert err.value.kind == "timeout" and "3 s" in str(err.value)
+        with pytest.raises(StudentError, match="no time left"):
+            client.call("call_iou", {"boxes1": _boxes(2, 17), "boxes2": _boxes(2, 18)})
+        if running_as_root():
+            assert isolation.processes_of_uid(client.identity.uid) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not running_as_root(), reason="the privilege drop needs root")
+def test_child_cannot_read_protected_folders(base_dir: Path) -> None:
+    tmp_path = base_dir
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir()
+    (secret_dir / "answer.py").write_text("ANSWER = 42\n")
+    public = tmp_path / "public"
+    public.mkdir()
+    (public / "notes.txt").write_text("hello\n")
+    os.chmod(public, 0o755)
+    os.chmod(secret_dir, 0o755)
+    assert isolation.protect_paths([secret_dir]) == [secret_dir]
+    with _client(base_dir) as client:
+        can = lambda p: int(client.call("can_read", {}, path=str(p))["readable"])  # noqa: E731
+        assert can(public / "notes.txt") == 1  # the probe does report readable files
+        assert can(secret_dir / "answer.py") == 0
+        # The grader's own choice of secrets for this checkout hides the reference and the checks.
+        isolation.protect_paths(secret_paths(GradeOptions(submission=REFERENCE_DIR)))
+        assert can(REFERENCE_DIR / "iou.py") == 0
+        assert can(DEFAULT_CHECKS_DIR / "conftest.py") == 0
+
+
+@pytest.mark.parametrize("unprivileged", [False, True], ids=["as_root_if_possible", "unprivileged"])
+def test_detached_sleeper_does_not_outlive_the_check(base_dir: Path, unprivileged: bool) -> None:
+    client = _client(base_dir, unprivileged=unprivileged)
+    client.call("call_iou", {"boxes1": _boxes(2, 19, first=-7), "boxes2": _boxes(2, 20)})
+    pid_file = next((base_dir / "scratch").glob(f"group-iou-*/work/{SLEEPER_PID_FILE}"))
+    pid = int(pid_file.read_text())
+    assert pid_alive(pid)
+    client.close()
+    assert not pid_alive(pid)
+
+
+def _npz(arrays: dict, compress: bool = False, pickle_ok: bool = False) -> bytes:
+    buf = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)
+    return buf.getvalue()
+
+
+def test_wire_round_trip_keeps_values_and_dtypes() -> None:
+    arrays = {"f": np.arange(6, dtype=np.float32).reshape(2, 3), "i": np.array([1, -2], dtype=np.int64),
+              "b": np.array([True, False]), "scalar": np.asarray(3.5)}
+    back = wire.decode_arrays(wire.encode_arrays(arrays), max_elements=100)
+    assert set(back) == set(arrays)
+    for key, value in arrays.items():
+        assert back[key].dtype == value.dtype and np.array_equal(back[key], value)
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (_npz({"obj": np.array([object()], dtype=object)}), "dtype|unreadable"),
+        (_npz({"x": np.zeros(10)}, compress=True), "compressed"),
+        (_npz({"bad name!": np.zeros(1)}), "not allowed"),
+        (_npz({"c": np.zeros(2, dtype=np.complex64)}), "dtype"),
+        (_npz({"big": np.zeros(1000)}), "elements"),
+        (b"not a zip at all", "not an npz"),
+    ],
+    ids=["object_dtype", "compressed", "bad_name", "complex", "too_many_elements", "garbage"],
+)
+def test_wire_refuses_unsafe_payloads(payload: bytes, reason: str) -> None:
+    with pytest.raises(wire.WireError, match=reason):
+        wire.decode_arrays(payload, max_elements=100)
+
+
+def test_wire_frames_time_out_and_detect_closed_pipes() -> None:
+    r, w = os.pipe()
+    try:
+        with pytest.raises(wire.WireTimeout):
+            wire.recv_frame(r, deadline=time.monotonic() + 0.2)
+        wire.send_frame(w, {"op": "ping"}, b"abc")
+        header, payload = wire.recv_frame(r, deadline=time.monotonic() + 1)
+        assert header == {"op": "ping"} and payload == b"abc"
+    finally:
+        os.close(w)
+    with pytest.raises(wire.WireClosed):
+        wire.recv_frame(r, deadline=time.monotonic() + 1)
+    os.close(r)
+
+
+def test_zipfile_helper_sanity() -> None:
+    """The compressed-payload case above really holds a compressed member (guards the test itself)."""
+    with zipfile.ZipFile(io.BytesIO(_npz({"x": np.zeros(10)}, compress=True))) as archive:
+        assert archive.infolist()[0].compress_type != zipfile.ZIP_STORED
