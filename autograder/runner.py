@@ -7,7 +7,8 @@ The hidden checks (``autograder/checks/test_*.py``) are ordinary pytest tests ma
 - reads the rubric (:func:`load_rubric`), drops items whose id is not in it (and, with
   ``skip_overfit``, the ``kind = "overfit"`` entries) and orders items by rubric group;
 - provides the fixtures ``student`` (the group's :class:`~autograder.sandbox.SandboxClient`,
-  one persistent child per group, closed when the group's last item ends) and ``ref`` (the
+  one persistent child per group, handed on to the next group when that one loads the same
+  files, else closed when the group's last item ends) and ``ref`` (the
   reference package, trusted, imported in the grader);
 - records every item's outcome with a student-safe message.
 
@@ -66,7 +67,7 @@ class RubricEntry:
     kind: str = "unit"
 
     def group(self) -> Group:
-        return Group(self.id, self.student_modules, self.reference_modules, self.timeout_s)
+        return Group(self.id, self.student_modules, self.reference_modules, self.timeout_s, self.kind)
 
 
 def load_rubric(path: Path) -> list[RubricEntry]:
@@ -155,7 +156,12 @@ class GraderPlugin:
         self.order = list(self.rubric)
         self.results = {rid: GroupResult(e) for rid, e in self.rubric.items()}
         self.ignored: dict[str | None, int] = {}  # rubric id not in the rubric -> items dropped
+        # At most one live client (root mode kills the whole sandbox uid when one ends). It is
+        # keyed by the rubric id it serves now; consecutive groups with the same
+        # Group.share_key() hand it on (switch_group) instead of starting another child.
         self.clients: dict[str, SandboxClient] = {}
+        self.child_starts = 0  # sandbox children started in this run, over all groups
+        self._planned: list[str] = []  # rubric ids in item order (after collection)
         self._item_failures: dict[str, tuple[str, str | None]] = {}
         self._skipped: set[str] = set()
         self.collect_errors: list[str] = []
@@ -184,19 +190,39 @@ class GraderPlugin:
         if drop:
             config.hook.pytest_deselected(items=drop)
         items[:] = keep
+        self._planned = [rid for i, rid in enumerate(map(rubric_id, keep)) if i == 0 or rid != rubric_id(keep[i - 1])]
 
     # -------------------------------------------------------------- fixtures
     def student_for(self, item: pytest.Item) -> SandboxClient:
         rid = rubric_id(item)
         if rid is None or rid not in self.rubric:
             raise SandboxInfraError(f"{item.nodeid} uses the student fixture without a known rubric mark")
-        if rid not in self.clients:
-            self.clients[rid] = SandboxClient(
-                self.rubric[rid].group(), self.files, reference_dir=self.settings.reference_dir,
-                scratch_root=self.scratch_root, limits=self.settings.limits,
-                identity=self.settings.identity, device=self.settings.device,
-            )
+        if rid in self.clients:
+            return self.clients[rid]
+        group = self.rubric[rid].group()
+        for other in list(self.clients):  # a child of an earlier group: hand it on or end it
+            if self.clients[other].group.share_key() == group.share_key():
+                self.hand_over(other, rid)
+                return self.clients[rid]
+            self.close_client(other)
+        self.clients[rid] = SandboxClient(
+            group, self.files, reference_dir=self.settings.reference_dir,
+            scratch_root=self.scratch_root, limits=self.settings.limits,
+            identity=self.settings.identity, device=self.settings.device,
+            cpu_budget_s=self._run_budget(rid),
+        )
         return self.clients[rid]
+
+    def _run_budget(self, rid: str) -> float:
+        """Sum of ``timeout_s`` of ``rid`` and the planned groups right after it that can share its child."""
+        key = self.rubric[rid].group().share_key()
+        planned = self._planned[self._planned.index(rid):] if rid in self._planned else [rid]
+        total = 0.0
+        for other in planned:
+            if self.rubric[other].group().share_key() != key:
+                break
+            total += self.rubric[other].timeout_s
+        return total
 
     def reference(self) -> ModuleType:
         if self._reference is None:
@@ -239,23 +265,43 @@ class GraderPlugin:
 
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         rid = rubric_id(item)
-        if rid in self.clients and (nextitem is None or rubric_id(nextitem) != rid):
+        if rid not in self.clients:
+            return
+        next_rid = rubric_id(nextitem) if nextitem is not None else None
+        if next_rid == rid:
+            return
+        next_entry = self.rubric.get(next_rid) if next_rid is not None else None
+        if next_entry is not None and next_entry.group().share_key() == self.clients[rid].group.share_key():
+            self.hand_over(rid, next_entry.id)
+        else:
             self.close_client(rid)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         for rid in list(self.clients):
             self.close_client(rid)
 
+    def hand_over(self, rid: str, next_rid: str) -> None:
+        """Finish group ``rid``'s record and let its live client serve ``next_rid`` (same share key)."""
+        client = self.clients.pop(rid)
+        self._record(rid, client)
+        client.switch_group(self.rubric[next_rid].group())
+        self.clients[next_rid] = client
+
     def close_client(self, rid: str) -> None:
         client = self.clients.pop(rid)
         try:
             client.close()
         finally:
-            result = self.results[rid]
-            result.student_output += client.log.text()
-            result.facts.update(client.facts)
-            if client.events:
-                result.facts["events"] = list(client.events)
+            self._record(rid, client)
+            self.child_starts += client.total_starts
+
+    def _record(self, rid: str, client: SandboxClient) -> None:
+        """Copy the client's captured output, facts and events of group ``rid`` into its result."""
+        result = self.results[rid]
+        result.student_output += client.log.text()
+        result.facts.update(client.facts)
+        if client.events:
+            result.facts["events"] = list(client.events)
 
 
 def rubric_id(item: pytest.Item) -> str | None:
@@ -294,6 +340,7 @@ class CheckRun:
     collect_errors: list[str]
     pytest_exit_code: int
     seconds: float
+    child_starts: int = 0  # sandbox children started (groups sharing a child count once)
 
 
 def run_checks(settings: GradeSettings, files: dict[str, Path], scratch_root: Path | None = None) -> CheckRun:
@@ -328,7 +375,8 @@ def run_checks(settings: GradeSettings, files: dict[str, Path], scratch_root: Pa
             plugin.close_client(rid)
         if own_scratch:
             _remove_tree(root)
-    return CheckRun(list(plugin.results.values()), plugin.ignored, plugin.collect_errors, code, time.monotonic() - start)
+    return CheckRun(list(plugin.results.values()), plugin.ignored, plugin.collect_errors, code, time.monotonic() - start,
+                    plugin.child_starts)
 
 
 def _remove_tree(root: Path) -> None:

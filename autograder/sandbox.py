@@ -14,12 +14,14 @@ Usage (what the hidden checks see through the ``student`` fixture)::
     finally:
         client.close()        # kills every process the child started
 
-One child serves every call of a rubric group: it starts on the first call (about 2 s
-for the torch import) inside a scratch folder holding a copy of the harness, the probes,
-``rcnn_kit`` and the hybrid ``faster_rcnn`` package (the student's modules of the group
+One child serves every call of a rubric group (and, through :meth:`SandboxClient.switch_group`,
+of the following groups that load the same files): it starts on the first call (1-3 s
+for the torch import; torchvision only when the group's files use it) inside a scratch
+folder holding a copy of the harness, the probes, ``rcnn_kit`` and the hybrid ``faster_rcnn`` package (the student's modules of the group
 plus reference copies of its dependencies). The group's ``timeout_s`` is a wall-clock
 budget for all its calls; when a call runs out of time or the child dies, the child is
-killed and the next call starts a new child if budget remains.
+killed and the next call starts a new child if budget remains (a switched-to group always
+gets its full budget).
 
 Student stdout/stderr is captured (first :attr:`SandboxLimits.output_bytes` bytes per
 stream) in :attr:`SandboxClient.log`; it is for the instructor only.
@@ -27,11 +29,13 @@ stream) in :attr:`SandboxClient.log`; it is for the instructor only.
 
 from __future__ import annotations
 
+import ast
 import builtins
 
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -59,12 +63,18 @@ MESSAGE_CHARS = 200
 SCRUB_MIN_CHARS = 12
 #: Seconds a child may take to confine itself and import torch, on top of the group budget.
 STARTUP_ALLOWANCE_S = 60.0
+#: Longest wait for the drain threads at a group switch (seconds).
+OUTPUT_SETTLE_S = 0.5
 #: Seconds of wall clock a restarted child needs at least to be worth starting.
 MIN_RESTART_BUDGET_S = 5.0
 #: Folder of this package: the harness and probe files are copied from here.
 _PACKAGE_DIR = Path(__file__).resolve().parent
 #: Name of the student package inside the child.
 PACKAGE_NAME = "faster_rcnn"
+#: Rubric kinds other than "unit" (see autograder/rubric.toml); ``probes_<kind>.py`` belongs to one.
+NON_UNIT_KINDS = ("overfit",)
+#: Imported by the child before the privilege drop only when the group's code uses them.
+OPTIONAL_PREIMPORT = ("torchvision", "torchvision.ops")
 #: Modules the child always finds in the hybrid package.
 KNOWN_MODULES = ("iou", "nms", "anchors", "deltas", "rpn", "detector")
 
@@ -123,6 +133,11 @@ class Group:
     student_modules: tuple[str, ...]
     reference_modules: tuple[str, ...] = ()
     timeout_s: float = 60.0
+    kind: str = "unit"
+
+    def share_key(self) -> tuple[frozenset[str], frozenset[str], str]:
+        """Groups with equal keys load the same files and probes, so one child can serve them in turn."""
+        return frozenset(self.student_modules), frozenset(self.reference_modules), self.kind
 
 
 class ProbeResult(dict):
@@ -176,6 +191,7 @@ class SandboxClient:
         identity: Identity | None = None,
         device: str = "cpu",
         probe_files: Sequence[Path] | None = None,
+        cpu_budget_s: float | None = None,
     ) -> None:
         """
         Args:
@@ -188,6 +204,9 @@ class SandboxClient:
             device: ``"cpu"`` or ``"cuda"``; with ``"cpu"`` the child sees no GPU.
             probe_files: probe modules to copy into the child (default: ``autograder/probes.py``
                 and ``autograder/probes_*.py``).
+            cpu_budget_s: seconds of CPU time a child may use before RLIMIT_CPU ends it, on top
+                of :data:`STARTUP_ALLOWANCE_S` (default: ``group.timeout_s``). A child shared by
+                several groups (:meth:`switch_group`) needs the sum of their budgets.
         """
         for module in (*group.student_modules, *group.reference_modules):
             if module not in KNOWN_MODULES:
@@ -202,6 +221,8 @@ class SandboxClient:
         self.identity = identity if identity is not None else isolation.sandbox_identity()
         self.device = device
         self.probe_files = list(probe_files) if probe_files is not None else default_probe_files()
+        self.cpu_budget_s = float(cpu_budget_s) if cpu_budget_s is not None else group.timeout_s
+        self.total_starts = 0  # children started by this client, over all its groups
         self.log = CapturedOutput(limits.output_bytes)
         self.facts: dict[str, Any] = {}
         self.events: list[str] = []
@@ -209,6 +230,7 @@ class SandboxClient:
         self._proc: subprocess.Popen[bytes] | None = None
         self._fds: tuple[int, int] | None = None
         self._threads: list[threading.Thread] = []
+        self._log_lock = threading.Lock()  # held while a drain thread adds to self.log
         self._dead_reason: str | None = None
         self._broken: str | None = None  # set when a child could not start: no more tries
         self._starts = 0
@@ -277,6 +299,33 @@ class SandboxClient:
         self._kill("closed")
         self._dead_reason = None
 
+    def switch_group(self, group: Group) -> None:
+        """Hand this client (and its live child, if any) to the next rubric group.
+
+        The new group gets its own wall-clock budget (from now when the child is alive,
+        else from when the next child is ready), a fresh :attr:`log`, :attr:`events` and
+        :attr:`facts`; a child that died in the previous group is restarted on the next
+        call whatever budget that group had left. Read the previous group's ``log``,
+        ``facts`` and ``events`` before calling this.
+
+        Raises:
+            ValueError: ``group`` loads other files or probes (its :meth:`Group.share_key` differs).
+        """
+        if group.share_key() != self.group.share_key():
+            raise ValueError(f"group: {group.id!r} cannot share the child of {self.group.id!r} (different modules or kind)")
+        self._settle_output()
+        self.group = group
+        with self._log_lock:
+            self.log = CapturedOutput(self.limits.output_bytes)
+        self.events = []
+        alive = self._proc is not None
+        self.facts = {k: v for k, v in self.facts.items() if k in ("uid", "network_isolated")}
+        self.facts.update(starts=0, shared_child=alive)
+        self._starts = 0
+        self._dead_reason = None
+        self._broken = None
+        self.deadline = time.monotonic() + group.timeout_s if alive else None
+
     def __enter__(self) -> "SandboxClient":
         return self
 
@@ -289,6 +338,7 @@ class SandboxClient:
 
     def _start(self) -> None:
         self._starts += 1
+        self.total_starts += 1
         root = Path(tempfile.mkdtemp(prefix=f"group-{self.group.id}-", dir=self.scratch_root))
         os.chmod(root, 0o755)
         harness = _build_harness(root / "harness", self.probe_files)
@@ -305,7 +355,10 @@ class SandboxClient:
             "uid": self.identity.uid, "gid": self.identity.gid,
             "isolate_network": self.identity.privileged, "package_dir": str(pkg),
             "modules": [*self.group.student_modules, *self.group.reference_modules],
-            "probe_modules": [p.stem for p in self.probe_files], "threads": self.limits.threads,
+            "probe_modules": [p.stem for p in self.probe_files if _preloads(p, self.group.kind)],
+            "lazy_probe_modules": [p.stem for p in self.probe_files if not _preloads(p, self.group.kind)],
+            "preimport": list(OPTIONAL_PREIMPORT) if self._needs_torchvision() else [],
+            "threads": self.limits.threads,
             "work_dir": str(work), "limits": self._rlimits(),
         }
         config_path = root / "config.json"
@@ -342,13 +395,13 @@ class SandboxClient:
             self._kill("failed to start")
             self._broken = f"sandbox child for group {self.group.id!r} failed to start ({exc}); its output:\n{self.log.text()}"
             raise SandboxInfraError(self._broken) from None
-        self.facts = {"uid": hello.get("uid"), "network_isolated": bool(hello.get("network_isolated")), "starts": self._starts}
+        self.facts.update(uid=hello.get("uid"), network_isolated=bool(hello.get("network_isolated")), starts=self._starts)
         if self.deadline is None:  # the budget starts once the first child is ready
             self.deadline = time.monotonic() + self.group.timeout_s
 
     def _rlimits(self) -> dict[str, int]:
         mb = 1 << 20
-        budget = int(self.group.timeout_s + STARTUP_ALLOWANCE_S) + 1
+        budget = int(self.cpu_budget_s + STARTUP_ALLOWANCE_S) + 1
         limits = {
             "cpu": budget, "nofile": self.limits.nofile, "fsize": self.limits.fsize_mb * mb, "core": 0,
             "as" if self.device == "cpu" else "data": self.limits.memory_mb * mb,
@@ -358,6 +411,17 @@ class SandboxClient:
         else:
             limits["nproc"] = isolation.task_count_of_uid(os.getuid()) + self.limits.nproc
         return limits
+
+    def _needs_torchvision(self) -> bool:
+        """True when a file of the hybrid package, or the reference version of one, uses torchvision.
+
+        torchvision costs ~1.4 s of start-up, so groups whose code never uses it skip it. When
+        used, it must be imported before the privilege drop (its imports reach standard-library
+        files the sandbox user may not read), see :func:`uses_torchvision`.
+        """
+        paths = [self.reference_dir / f"{m}.py" for m in (*self.group.student_modules, *self.group.reference_modules)]
+        paths += [self.submission_files[m] for m in self.group.student_modules if m in self.submission_files]
+        return any(uses_torchvision(Path(p).read_bytes()) for p in paths if Path(p).is_file())
 
     def _build_package(self, pkg: Path) -> None:
         pkg.mkdir(parents=True)
@@ -374,7 +438,25 @@ class SandboxClient:
             chunk = stream.read1(1 << 16)
             if not chunk:
                 return
-            self.log.add(name, chunk)
+            with self._log_lock:
+                self.log.add(name, chunk)
+
+    def _settle_output(self) -> None:
+        """Wait (briefly) until the drain threads have taken what the live child wrote so far.
+
+        The child flushes its streams before each answer, so at a group switch everything
+        the previous group printed is already in the pipes; once they are empty and no add
+        is in progress, the log can be split.
+        """
+        proc = self._proc
+        if proc is None or proc.stdout is None or proc.stderr is None:
+            return
+        streams = [proc.stdout, proc.stderr]
+        deadline = time.monotonic() + OUTPUT_SETTLE_S
+        while select.select(streams, [], [], 0)[0] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with self._log_lock:
+            pass
 
     def _kill(self, reason: str) -> None:
         """End the child and everything it started; remember why."""
@@ -479,6 +561,42 @@ def default_probe_files() -> list[Path]:
     files = sorted(_PACKAGE_DIR.glob("probes_*.py"))
     main = _PACKAGE_DIR / "probes.py"
     return ([main] if main.exists() else []) + files
+
+
+def uses_torchvision(source: bytes) -> bool:
+    """Whether Python ``source`` imports torchvision or names it as a module path in a string.
+
+    Counts ``import torchvision...``, ``from torchvision... import ...`` anywhere (function
+    bodies included) and string constants such as ``"torchvision.ops"`` (for
+    ``importlib.import_module``); prose that merely mentions torchvision does not count.
+    Source that does not parse counts as not using it (its import fails in the child anyway).
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(_is_torchvision(alias.name) for alias in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and _is_torchvision(node.module or ""):
+            return True
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _is_torchvision(node.value):
+            return True
+    return False
+
+
+def _is_torchvision(name: str) -> bool:
+    return re.fullmatch(r"torchvision(\.\w+)*", name) is not None
+
+
+def _preloads(probe_file: Path, kind: str) -> bool:
+    """Whether the child imports ``probe_file`` at start-up for a group of rubric ``kind``.
+
+    ``probes_<kind>.py`` of a non-unit kind (``probes_overfit.py``: the training runtime, ~0.4 s
+    of imports) is preloaded only for groups of that kind; others find it on first use.
+    """
+    topic = probe_file.stem.removeprefix("probes_")
+    return topic == probe_file.stem or topic not in NON_UNIT_KINDS or topic == kind
 
 
 def _build_harness(harness: Path, probe_files: Sequence[Path]) -> Path:

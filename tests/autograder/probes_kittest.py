@@ -22,3 +22,10 @@ def can_read(pkg: ModuleType, inputs: dict[str, torch.Tensor], path: str) -> dic
         ok = 0
     return {"readable": torch.tensor(ok)}
 
+
+
+def module_loaded(pkg: ModuleType, inputs: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """``{"loaded": 1}`` when the module ``name`` is already imported in the child, else 0."""
+    import sys
+
+    return {"loaded": torch.tensor(int(name in sys.modules))}
