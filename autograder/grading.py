@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder import isolation
-from autograder.results import build_results, write_results
+from autograder.results import build_results, write_artifacts, write_results
 from autograder.runner import AUTOGRADER_DIR, DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, GradeSettings, load_rubric, run_checks
 from autograder.sandbox import SandboxLimits
 from autograder.submission import load_submission
@@ -27,6 +27,9 @@ from autograder.submission import load_submission
 SOURCE_ROOT = AUTOGRADER_DIR.parent
 #: The reference package in a source checkout.
 DEFAULT_REFERENCE = SOURCE_ROOT / "solutions" / "faster_rcnn"
+#: Folder beside results.json for the checks' pictures (loss curve, detections).
+ARTIFACTS_DIR = "artifacts"
+
 #: Exit code of ``rcnn-kit grade`` when the grader itself failed (results.json still written).
 EXIT_INFRASTRUCTURE = 3
 
@@ -119,6 +122,8 @@ def grade(options: GradeOptions) -> tuple[dict[str, Any], int]:
         if run.pytest_exit_code not in (0, 1, 5) or run.collect_errors:
             raise RuntimeError(f"pytest exited with code {run.pytest_exit_code}; collection errors: {run.collect_errors}")
         results = build_results(run, problems, execution_time=time.monotonic() - start)
+        for path in write_artifacts(run, options.results.resolve().parent / ARTIFACTS_DIR):
+            print(f"wrote {path}")
         code = 0
     except Exception:
         results = build_results(None, problems, infrastructure_error=traceback.format_exc(),

@@ -60,11 +60,15 @@ def group_entry(group: GroupResult) -> dict[str, Any]:
             lines.append(f"- ... and {len(distinct) - MAX_FAILURE_LINES} more")
         output = "\n".join(lines)
     score = round(group.score, 6)
-    return {
+    test = {
         "name": entry.name, "score": score, "max_score": entry.points,
         "status": "passed" if group.counted and group.failed == 0 and group.skipped_reason is None else "failed",
         "output": _clip(output), "visibility": "visible", "tags": [entry.id],
     }
+    if group.feedback_md:  # Markdown written by the grader (e.g. the overfit loss curve and detections)
+        test["output"] = _clip("\n\n".join([output, *group.feedback_md]))
+        test["output_format"] = "md"
+    return test
 
 
 def build_results(
@@ -155,6 +159,23 @@ def validate_results(results: Any) -> None:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise ResultsError(f"{where}['tags']: expected a list of strings")
     json.dumps(results, allow_nan=False)  # must serialise as strict JSON
+
+
+def write_artifacts(run: CheckRun | None, folder: str | Path) -> list[Path]:
+    """Write the checks' artifacts (e.g. the overfit pictures) into ``folder``; returns their paths.
+
+    Names are ``<rubric id>_<file name>``; only the grader's own checks produce artifacts.
+    """
+    written: list[Path] = []
+    if run is None:
+        return written
+    for group in run.groups:
+        for name, data in group.artifacts:
+            path = Path(folder) / f"{group.entry.id}_{Path(name).name}"  # base name only
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            written.append(path)
+    return written
 
 
 def write_results(results: dict[str, Any], path: str | Path) -> Path:

@@ -121,6 +121,8 @@ class GroupResult:
     student_output: str = ""  # captured stdout/stderr of the child (instructor only)
     facts: dict[str, Any] = field(default_factory=dict)
     skipped_reason: str | None = None
+    feedback_md: list[str] = field(default_factory=list)  # extra student-visible Markdown (``record_property``)
+    artifacts: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, bytes) written beside results.json
 
     @property
     def counted(self) -> int:
@@ -248,6 +250,13 @@ class GraderPlugin:
 
     def _finish_item(self, item: pytest.Item, teardown_report: pytest.TestReport) -> None:
         result = self.results[rubric_id(item)]  # type: ignore[index]
+        for name, value in item.user_properties:  # set by checks through pytest's record_property
+            if name == "feedback_md" and isinstance(value, str):
+                result.feedback_md.append(value)
+            elif name == "artifact" and isinstance(value, tuple) and len(value) == 2:
+                file_name, data = value
+                if isinstance(file_name, str) and isinstance(data, bytes):
+                    result.artifacts.append((Path(file_name).name, data))
         if item.nodeid in self._item_failures:
             shown, note = self._item_failures.pop(item.nodeid)
             result.failed += 1

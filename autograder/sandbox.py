@@ -529,9 +529,13 @@ class SandboxClient:
             # smuggle them out through exception text (scrubbing only catches
             # verbatim lines). Show a built-in type name and the student's own
             # frames, never free text chosen by the code that ran.
-            if exc_type not in _BUILTIN_EXCEPTION_NAMES:
-                exc_type = "an exception raised by your code"
-            message = "message withheld in this check (it runs beside instructor code); reproduce it in your notebook"
+            if exc_type == "ProbeError":  # the grader's own probe refused the module; its text stays inside
+                exc_type = "your module does not match the specification"
+                message = "check attribute names, parameter shapes and return values against the docstring"
+            else:
+                if exc_type not in _BUILTIN_EXCEPTION_NAMES:
+                    exc_type = "an exception raised by your code"
+                message = "message withheld in this check (it runs beside instructor code); reproduce it in your notebook"
         text = f"{exc_type}: {message}" if message else exc_type
         if header.get("kind") == "import":
             text = f"importing your package failed: {text}"

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from autograder.results import INSTRUCTOR_LOG, ResultsError, build_results, validate_results, write_results
+from autograder.results import (
+    INSTRUCTOR_LOG,
+    ResultsError,
+    build_results,
+    validate_results,
+    write_artifacts,
+    write_results,
+)
 from autograder.runner import CheckRun, GroupResult, RubricEntry, load_rubric
 
 IOU = RubricEntry("iou", "IoU", 6.0, ("iou",), (), 60.0)
@@ -127,3 +134,18 @@ def test_repository_rubric_loads() -> None:
 
     entries = load_rubric(DEFAULT_RUBRIC)
     assert entries and all(e.points >= 0 for e in entries)
+
+
+def test_feedback_markdown_and_artifacts_reach_the_results(tmp_path: Path) -> None:
+    run = _run()
+    group = run.groups[0]
+    group.feedback_md.append("![loss](data:image/png;base64,AAAA)")
+    group.artifacts.append(("../../escape/loss.png", b"\x89PNG fake"))
+    results = build_results(run, [])
+    validate_results(results)
+    entry = next(t for t in results["tests"] if t["tags"] == [group.entry.id])
+    assert entry["output_format"] == "md" and entry["output"].endswith("![loss](data:image/png;base64,AAAA)")
+    written = write_artifacts(run, tmp_path / "artifacts")
+    # The artifact keeps only its base name: a check cannot write outside the folder.
+    assert written == [tmp_path / "artifacts" / f"{group.entry.id}_loss.png"]
+    assert written[0].read_bytes() == b"\x89PNG fake"

@@ -135,11 +135,28 @@ def test_exception_message_is_short_scrubbed_and_points_at_student_frame(shared_
         shared_client.call("call_iou", {"boxes1": _boxes(2, 3, first=-3), "boxes2": _boxes(2, 4)})
     assert err.value.kind == "exception"
     message = str(err.value)
-    assert message.startswith("ValueError: bad box xxx")
+    # This group holds reference modules, so free text from the child is withheld.
+    assert message.startswith("ValueError: message withheld")
+    assert "bad box xxx" not in message
     assert "(at iou.py:" in message and "in iou)" in message
     assert len(message) < 300
     for line in solution_lines("nms"):
         assert line not in message
+
+
+def test_exception_message_is_shown_where_no_reference_code_runs() -> None:
+    base = Path(tempfile.mkdtemp(prefix="rcnn-sandbox-test-"))
+    os.chmod(base, 0o711)
+    try:
+        with _client(base, reference_modules=()) as client:
+            with pytest.raises(StudentError) as err:
+                client.call("call_iou", {"boxes1": _boxes(2, 3, first=-3), "boxes2": _boxes(2, 4)})
+        # The same student code as above: it tries to put the reference nms.py into its
+        # message; here no reference file exists, and the student's own text is shown.
+        assert str(err.value).startswith("FileNotFoundError: ") and "nms.py" in str(err.value)
+        assert "(at iou.py:" in str(err.value)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_stdout_is_captured_and_truncated(shared_client: SandboxClient) -> None:
