@@ -6,6 +6,8 @@ and optionally ``*.py`` files that replace the reference's. ``expect.toml``::
     description = "..."
     lose = ["iou"]            # buggy only: exactly these rubric ids must lose points
     feedback = "clamp"        # buggy only, optional: a failure message must contain this
+    runner_feedback = "..."   # optional: what the sandboxed run must show instead (free text from
+                              # children that hold reference code is replaced by fixed hints)
     requires_cuda = false     # optional: the bug shows only on a GPU
     representative = false    # optional: prefer this entry when the real runner grades one per rubric id
 
@@ -47,6 +49,7 @@ class CorpusEntry:
     description: str
     lose: tuple[str, ...] = ()
     feedback: str | None = None
+    runner_feedback: str | None = None
     requires_cuda: bool = False
     representative: bool = False
     edits: tuple[dict, ...] = field(default_factory=tuple)
@@ -71,13 +74,13 @@ def load_entries(kind: str) -> list[CorpusEntry]:
         expect_file = folder / "expect.toml"
         with expect_file.open("rb") as fh:
             data = tomllib.load(fh)
-        unknown = set(data) - {"description", "lose", "feedback", "requires_cuda", "representative", "edit"}
+        unknown = set(data) - {"description", "lose", "feedback", "runner_feedback", "requires_cuda", "representative", "edit"}
         if unknown or "description" not in data:
             raise ValueError(f"{expect_file}: unknown keys {sorted(unknown)} or no description")
         entries.append(
             CorpusEntry(
                 kind=kind, name=folder.name, folder=folder, description=data["description"],
-                lose=tuple(data.get("lose", ())), feedback=data.get("feedback"),
+                lose=tuple(data.get("lose", ())), feedback=data.get("feedback"), runner_feedback=data.get("runner_feedback"),
                 requires_cuda=bool(data.get("requires_cuda", False)),
                 representative=bool(data.get("representative", False)), edits=tuple(data.get("edit", ())),
             )

@@ -144,21 +144,6 @@ def test_exception_message_is_short_scrubbed_and_points_at_student_frame(shared_
         assert line not in message
 
 
-def test_exception_message_is_shown_where_no_reference_code_runs() -> None:
-    base = Path(tempfile.mkdtemp(prefix="rcnn-sandbox-test-"))
-    os.chmod(base, 0o711)
-    try:
-        with _client(base, reference_modules=()) as client:
-            with pytest.raises(StudentError) as err:
-                client.call("call_iou", {"boxes1": _boxes(2, 3, first=-3), "boxes2": _boxes(2, 4)})
-        # The same student code as above: it tries to put the reference nms.py into its
-        # message; here no reference file exists, and the student's own text is shown.
-        assert str(err.value).startswith("FileNotFoundError: ") and "nms.py" in str(err.value)
-        assert "(at iou.py:" in str(err.value)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def test_stdout_is_captured_and_truncated(shared_client: SandboxClient) -> None:
     shared_client.call("call_iou", {"boxes1": _boxes(2, 5, first=-4), "boxes2": _boxes(2, 6)})
     time.sleep(0.2)  # the drain thread reads asynchronously
@@ -287,3 +272,20 @@ def test_zipfile_helper_sanity() -> None:
     """The compressed-payload case above really holds a compressed member (guards the test itself)."""
     with zipfile.ZipFile(io.BytesIO(_npz({"x": np.zeros(10)}, compress=True))) as archive:
         assert archive.infolist()[0].compress_type != zipfile.ZIP_STORED
+
+
+def test_exception_message_is_shown_where_no_reference_code_runs(shared_client: SandboxClient) -> None:
+    # Closing a client ends every process of the sandbox user: stop the shared one first.
+    shared_client.close()
+    base = Path(tempfile.mkdtemp(prefix="rcnn-sandbox-test-"))
+    os.chmod(base, 0o711)
+    try:
+        with _client(base, reference_modules=()) as client:
+            with pytest.raises(StudentError) as err:
+                client.call("call_iou", {"boxes1": _boxes(2, 3, first=-3), "boxes2": _boxes(2, 4)})
+        # The same student code as above: it tries to put the reference nms.py into its
+        # message; here no reference file exists, and the student's own text is shown.
+        assert str(err.value).startswith("FileNotFoundError: ") and "nms.py" in str(err.value)
+        assert "(at iou.py:" in str(err.value)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
