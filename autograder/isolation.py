@@ -4,7 +4,7 @@ Two modes:
 
 - **root** (Gradescope, CI): the child drops to a dedicated unprivileged uid. Each grader
   process holds one *slot* (an exclusive ``flock``), so graders running in parallel get
-  different uids: slot 0 is the ``rcnn-sandbox`` user (``nobody`` when it does not exist),
+  different uids: slot 0 is the ``rcnn-sandbox`` user (uid 3700000 when it does not exist; never a shared account such as ``nobody``),
   slot ``k > 0`` is the numeric uid ``SLOT_UID_BASE + k`` (no passwd entry needed).
   Ending a check kills every process of that uid (``kill(-1)`` from a helper that took
   the uid), which catches processes that called ``setsid`` or double-forked.
@@ -30,8 +30,6 @@ from typing import IO
 
 #: Name of the sandbox user created by ``useradd --system --no-create-home rcnn-sandbox``.
 SANDBOX_USER = "rcnn-sandbox"
-#: Fallback account when the sandbox user does not exist.
-FALLBACK_USER = "nobody"
 #: Numeric uid/gid base of the extra slots used by parallel graders.
 SLOT_UID_BASE = 3_700_000
 #: Number of slots (parallel root graders on one machine).
@@ -86,9 +84,11 @@ def _acquire_slot() -> Identity:
         if slot == 0:
             try:
                 entry = pwd.getpwnam(SANDBOX_USER)
+                return Identity(entry.pw_uid, entry.pw_gid, handle)
             except KeyError:
-                entry = pwd.getpwnam(FALLBACK_USER)
-            return Identity(entry.pw_uid, entry.pw_gid, handle)
+                # No dedicated user: take an unused numeric uid rather than a shared account
+                # such as "nobody", since ending a group kills every process of the uid.
+                pass
         return Identity(SLOT_UID_BASE + slot, SLOT_UID_BASE + slot, handle)
     raise RuntimeError(f"all {MAX_SLOTS} sandbox slots in {SLOT_LOCK_DIR} are taken")
 
