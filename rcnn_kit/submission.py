@@ -1,0 +1,140 @@
+"""The submission zip a student hands in (the notebook's last cell and ``rcnn-kit submit``).
+
+:func:`make_submission` checks that every ``faster_rcnn/*.py`` file is present,
+parses and imports (in a separate Python process, so a broken or hanging module
+never takes the notebook down), then zips the six modules and, when given, the
+executed notebook, in the layout the autograder accepts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from rcnn_kit.impl import STUDENT_MODULES
+
+#: Seconds the import check of a submission may take (importing torch is most of it).
+DEFAULT_IMPORT_TIMEOUT_S = 120.0
+#: Name of the package folder inside the student's folder and inside the zip.
+PACKAGE_DIR = "faster_rcnn"
+#: Name of the notebook inside the zip.
+NOTEBOOK_NAME = "faster_rcnn.ipynb"
+
+
+class SubmissionError(ValueError):
+    """The student's package is not ready to submit; the message lists every problem."""
+
+
+def _import_problem(folder: Path, timeout_s: float) -> str | None:
+    """Import the package in ``folder/faster_rcnn`` in a fresh Python process.
+
+    Returns:
+        None when every module imports, else a message naming the failing module.
+    """
+    modules = ", ".join(repr(m) for m in STUDENT_MODULES)
+    script = (
+        "import importlib, sys\n"
+        f"sys.path.insert(0, {str(folder)!r})\n"
+        f"pkg = importlib.import_module({PACKAGE_DIR!r})\n"
+        f"for name in ({modules},):\n"
+        "    try:\n"
+        f"        importlib.import_module({PACKAGE_DIR!r} + '.' + name)\n"
+        "    except BaseException as exc:\n"
+        f"        message = f'{PACKAGE_DIR}/{{name}}.py does not import: {{type(exc).__name__}}: {{exc}}'\n"
+        "        print(message, file=sys.stderr)\n"
+        "        sys.exit(1)\n"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"importing {PACKAGE_DIR} took longer than {timeout_s:.0f} s (code running at import time?)"
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else f"importing {PACKAGE_DIR} failed with exit code {proc.returncode}"
+    return None
+
+
+def find_submission_problems(folder: str | Path, timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S) -> list[str]:
+    """Everything that would stop the autograder from loading the package.
+
+    Args:
+        folder: the student's folder, holding ``faster_rcnn/iou.py`` and the other modules.
+        timeout_s: limit for the import check.
+
+    Returns:
+        One message per problem (missing file, syntax error with file:line,
+        import failure); empty when the package is ready.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a directory.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"folder: {root} is not a directory")
+    problems: list[str] = []
+    for module in STUDENT_MODULES:
+        path = root / PACKAGE_DIR / f"{module}.py"
+        if not path.is_file():
+            problems.append(f"{PACKAGE_DIR}/{module}.py is missing from {root}")
+            continue
+        try:
+            # compile() also catches what ast.parse lets through (e.g. a misplaced __future__ import).
+            compile(path.read_text(encoding="utf-8"), str(path), "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            problems.append(f"{PACKAGE_DIR}/{module}.py:{exc.lineno}: syntax error: {exc.msg}")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{PACKAGE_DIR}/{module}.py is not UTF-8 text: {exc.reason}")
+    if not problems:
+        problem = _import_problem(root.resolve(), timeout_s)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def make_submission(
+    folder: str | Path,
+    output: str | Path,
+    notebook: str | Path | None = None,
+    timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S,
+) -> Path:
+    """Check the student's package, then write the submission zip.
+
+    Args:
+        folder: the student's folder holding ``faster_rcnn/``.
+        output: path of the zip to write (its folder must exist).
+        notebook: the executed assignment notebook to include, if any.
+        timeout_s: limit for the import check.
+
+    Returns:
+        The path of the written zip: ``faster_rcnn/<module>.py`` for the six
+        modules, plus ``faster_rcnn.ipynb`` when ``notebook`` is given.
+
+    Raises:
+        FileNotFoundError: ``folder``, ``notebook`` or the output's folder is missing.
+        SubmissionError: the package is incomplete, does not parse or does not import.
+    """
+    root = Path(folder)
+    problems = find_submission_problems(root, timeout_s)
+    if problems:
+        raise SubmissionError("cannot submit yet:\n  - " + "\n  - ".join(problems))
+    nb_path = None if notebook is None else Path(notebook)
+    if nb_path is not None and not nb_path.is_file():
+        raise FileNotFoundError(f"notebook: {nb_path} does not exist")
+    out = Path(output)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output: folder {out.parent} does not exist")
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for module in STUDENT_MODULES:
+            archive.write(root / PACKAGE_DIR / f"{module}.py", f"{PACKAGE_DIR}/{module}.py")
+        if nb_path is not None:
+            archive.write(nb_path, NOTEBOOK_NAME)
+    return out
