@@ -8,7 +8,6 @@ file is written only after every sandboxed process is gone.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder import isolation
+from rcnn_kit.course import REFERENCE_DIR, rmtree
 from autograder.results import build_results, write_artifacts, write_results
 from autograder.runner import AUTOGRADER_DIR, DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, GradeSettings, load_rubric, run_checks
 from autograder.sandbox import SandboxLimits
@@ -25,8 +25,8 @@ from autograder.submission import load_submission
 
 #: The source checkout holding ``autograder/`` (when it is one: it has a pyproject.toml).
 SOURCE_ROOT = AUTOGRADER_DIR.parent
-#: The reference package in a source checkout.
-DEFAULT_REFERENCE = SOURCE_ROOT / "solutions" / "faster_rcnn"
+#: The reference package in a source checkout (and in the Gradescope bundle, which keeps its layout).
+DEFAULT_REFERENCE = SOURCE_ROOT / REFERENCE_DIR
 #: Folder beside results.json for the checks' pictures (loss curve, detections).
 ARTIFACTS_DIR = "artifacts"
 
@@ -130,7 +130,7 @@ def grade(options: GradeOptions) -> tuple[dict[str, Any], int]:
                                 max_points=max_points, execution_time=time.monotonic() - start)
         code = EXIT_INFRASTRUCTURE
     finally:
-        _remove(scratch)
+        rmtree(scratch)
     write_results(results, options.results)
     return results, code
 
@@ -153,11 +153,3 @@ def format_table(results: dict[str, Any]) -> str:
     if results.get("output"):
         out += ["", results["output"]]
     return "\n".join(out)
-
-
-def _remove(path: Path) -> None:
-    def _retry(func: Any, name: str, exc_info: Any) -> None:
-        os.chmod(os.path.dirname(name), 0o700)
-        func(name)
-
-    shutil.rmtree(path, onerror=_retry)

@@ -39,6 +39,7 @@ except ModuleNotFoundError:  # Python 3.10 (e.g. Ubuntu 22.04 Gradescope images)
     import tomli as tomllib  # type: ignore[no-redef]
 
 from autograder.isolation import Identity
+from rcnn_kit.course import RUBRIC_KINDS, rmtree
 from autograder.sandbox import Group, SandboxClient, SandboxInfraError, SandboxLimits, StudentError
 
 #: Name under which the plugin is registered (the checks' conftest looks it up).
@@ -50,8 +51,7 @@ DEFAULT_RUBRIC = AUTOGRADER_DIR / "rubric.toml"
 GRADER_ERROR_TEXT = "internal grader error in this check (reported to the instructor; not your fault)"
 #: Longest student-visible failure line (characters).
 FAILURE_CHARS = 300
-#: Rubric entry kinds; "overfit" entries are skipped by ``--skip-overfit``.
-RUBRIC_KINDS = ("unit", "overfit")
+#: Rubric entry kinds (rcnn_kit.course); "overfit" entries are skipped by ``--skip-overfit``.
 
 
 @dataclass(frozen=True)
@@ -228,12 +228,9 @@ class GraderPlugin:
 
     def reference(self) -> ModuleType:
         if self._reference is None:
-            from rcnn_kit.impl import STUDENT_MODULES, import_faster_rcnn, import_module
+            from rcnn_kit.impl import import_all
 
-            pkg = import_faster_rcnn(self.settings.reference_dir, name="reference_faster_rcnn")
-            for module in STUDENT_MODULES:
-                import_module(pkg, module)
-            self._reference = pkg
+            self._reference = import_all(self.settings.reference_dir, name="reference_faster_rcnn")
         return self._reference
 
     # -------------------------------------------------------------- outcomes
@@ -383,16 +380,6 @@ def run_checks(settings: GradeSettings, files: dict[str, Path], scratch_root: Pa
         for rid in list(plugin.clients):
             plugin.close_client(rid)
         if own_scratch:
-            _remove_tree(root)
+            rmtree(root)
     return CheckRun(list(plugin.results.values()), plugin.ignored, plugin.collect_errors, code, time.monotonic() - start,
                     plugin.child_starts)
-
-
-def _remove_tree(root: Path) -> None:
-    import shutil
-
-    def _onerror(func: Any, path: str, exc_info: Any) -> None:
-        os.chmod(os.path.dirname(path), 0o700)
-        func(path)
-
-    shutil.rmtree(root, onerror=_onerror)

@@ -6,7 +6,8 @@ training images and on held-out ones and writes ``summary.json``, ``loss.png``,
 ``checkpoint.pt`` and detection pictures under ``--out``.
 
 Every command picks the ``faster_rcnn`` package with ``--impl DIR`` (default:
-``$RCNN_KIT_IMPL``, else ``./solutions/faster_rcnn``, else ``./assignments/faster_rcnn``).
+``$RCNN_KIT_IMPL``, else :func:`rcnn_kit.course.default_impl_dir`: the course repository's
+reference or stubs, or the student bundle's ``faster_rcnn/``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,7 @@ from torch.utils.data import Dataset
 if TYPE_CHECKING:  # imported lazily at run time so that `rcnn-kit --help` stays quick
     from rcnn_kit.engine import TrainConfig, TrainResult
 
-#: Environment variable naming the default ``faster_rcnn`` package folder.
-IMPL_ENV = "RCNN_KIT_IMPL"
-#: Folders tried, in order, when neither ``--impl`` nor ``$RCNN_KIT_IMPL`` is given.
-DEFAULT_IMPL_DIRS: tuple[Path, ...] = (Path("solutions/faster_rcnn"), Path("assignments/faster_rcnn"))
+from rcnn_kit.course import IMAGE_SIZE, IMPL_ENV, default_impl_dir
 _PRETRAINED_CHOICES = {"auto": None, "yes": True, "no": False}
 
 #: ``demo`` defaults: 8 training images of 224 px at batch 8 for 200 iterations reach a
@@ -40,7 +38,7 @@ _PRETRAINED_CHOICES = {"auto": None, "yes": True, "no": False}
 DEMO_TRAIN_IMAGES = 8
 DEMO_VAL_IMAGES = 4
 DEMO_ITERS = 200
-DEMO_IMAGE_SIZE = 224
+DEMO_IMAGE_SIZE = IMAGE_SIZE
 #: Pictures written per split by ``eval`` and ``demo``; detections below this score are not drawn.
 NUM_PICTURES = 4
 PICTURE_SCORE_THRESH = 0.5
@@ -92,13 +90,10 @@ def resolve_impl_dir(impl: str | None) -> Path:
             source = "--impl" if impl else f"${IMPL_ENV}"
             raise FileNotFoundError(f"{source}: {path} is not a folder holding a faster_rcnn package")
         return path
-    for path in DEFAULT_IMPL_DIRS:
-        if path.is_dir():
-            return path
-    raise FileNotFoundError(
-        f"--impl: not given, ${IMPL_ENV} is unset and none of {[str(p) for p in DEFAULT_IMPL_DIRS]} "
-        f"exists under {Path.cwd()}"
-    )
+    try:
+        return default_impl_dir()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"--impl: not given and {exc}") from None
 
 
 def load_impl(impl: str | None) -> ModuleType:
@@ -296,8 +291,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--impl", metavar="DIR", help=f"faster_rcnn package folder (default: ${IMPL_ENV}, "
-                        "else ./solutions/faster_rcnn, else ./assignments/faster_rcnn)")
+    parser.add_argument("--impl", metavar="DIR", help=f"faster_rcnn package folder (default: ${IMPL_ENV}, else ./solutions/faster_rcnn, "
+                        "./assignments/faster_rcnn or ./faster_rcnn, here or beside the kit)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-#: The modules every ``faster_rcnn`` package holds, in dependency order.
-STUDENT_MODULES: tuple[str, ...] = ("iou", "nms", "anchors", "deltas", "rpn", "detector")
+from rcnn_kit.course import STUDENT_MODULES
+
+__all__ = ["STUDENT_MODULES", "import_faster_rcnn", "import_module", "import_all"]
 
 
 def import_faster_rcnn(folder: str | Path, name: str = "faster_rcnn") -> ModuleType:
@@ -60,3 +61,19 @@ def import_module(package: ModuleType, module: str) -> ModuleType:
     if module not in STUDENT_MODULES:
         raise ValueError(f"module: expected one of {STUDENT_MODULES}, got {module!r}")
     return importlib.import_module(f"{package.__name__}.{module}")
+
+
+def import_all(folder: str | Path, name: str = "faster_rcnn") -> ModuleType:
+    """Import the package in ``folder`` as ``name`` and then every module of :data:`STUDENT_MODULES`.
+
+    Returns:
+        The package; ``package.iou`` ... ``package.detector`` are set.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a directory.
+        Exception: whatever importing a module raises (a syntax error, a missing name).
+    """
+    package = import_faster_rcnn(folder, name=name)
+    for module in STUDENT_MODULES:
+        import_module(package, module)
+    return package

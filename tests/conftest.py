@@ -13,11 +13,13 @@ from types import ModuleType
 import pytest
 import torch
 
+from rcnn_kit.course import REFERENCE_DIR as COURSE_REFERENCE_DIR
+
 # Tests never try to download weights; CI machines are offline.
 os.environ.setdefault("RCNN_KIT_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = REPO_ROOT / "solutions" / "faster_rcnn"
+REFERENCE_DIR = REPO_ROOT / COURSE_REFERENCE_DIR
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -30,9 +32,6 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def ref() -> ModuleType:
     """The reference package, with submodules ``ref.iou``, ``ref.nms``, ... imported."""
-    from rcnn_kit.impl import STUDENT_MODULES, import_faster_rcnn, import_module
+    from rcnn_kit.impl import import_all
 
-    pkg = import_faster_rcnn(REFERENCE_DIR, name="reference_faster_rcnn")
-    for m in STUDENT_MODULES:
-        import_module(pkg, m)
-    return pkg
+    return import_all(REFERENCE_DIR, name="reference_faster_rcnn")

@@ -15,11 +15,13 @@ from types import ModuleType
 
 import pytest
 
+from rcnn_kit.course import REFERENCE_DIR
+
 from autograder.runner import PLUGIN_NAME, GradeSettings, GraderPlugin
 from autograder.sandbox import SandboxClient
 
 #: The reference package folder when the checks run from a source checkout.
-_SOURCE_REFERENCE = Path(__file__).resolve().parents[2] / "solutions" / "faster_rcnn"
+_SOURCE_REFERENCE = Path(__file__).resolve().parents[2] / REFERENCE_DIR
 
 
 def _registered(config: pytest.Config) -> GraderPlugin | None:

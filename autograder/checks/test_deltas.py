@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
 from autograder import probes
 from autograder.compare import Fail, assert_close, assert_on_device, assert_shape_dtype
 from autograder.feedback import DELTAS_APPLY_SIGNATURES, DELTAS_GET_SIGNATURES, IGNORED_DELTA, deltas_ignored_rows
@@ -22,7 +23,7 @@ from autograder.sandbox import SandboxClient
 #: Deltas are ratios and logs of float32 values: rounding differs by ~1e-7.
 DELTAS_TOL = 1e-5
 BOXES_TOL = 1e-5
-IMAGE_SIZE = 224.0
+IMAGE_SIZE = float(COURSE_IMAGE_SIZE)
 
 
 def random_boxes(n: int, g: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
 from autograder import probes
 from autograder.compare import Fail, assert_close, assert_on_device
 from autograder.feedback import IOU_SIGNATURES, find_library_box_ops
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.rubric("iou")
 
 #: Relative-error tolerance: IoU is in [0, 1]; float32 rounding differs by ~1e-7.
 IOU_TOL = 1e-5
-IMAGE_SIZE = 224.0
+IMAGE_SIZE = float(COURSE_IMAGE_SIZE)
 
 
 def random_boxes(n: int, seed: int, dtype: torch.dtype = torch.float32, min_size: float = 1.0) -> Tensor:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
 from autograder import probes
 from autograder.compare import Fail, assert_equal_indices, assert_on_device
 from autograder.feedback import NMS_SIGNATURES, find_library_box_ops
@@ -16,7 +17,7 @@ from autograder.sandbox import SandboxClient
 
 pytestmark = pytest.mark.rubric("nms")
 
-IMAGE_SIZE = 224.0
+IMAGE_SIZE = float(COURSE_IMAGE_SIZE)
 
 
 def clustered_boxes(n: int, seed: int, clusters: int = 4) -> dict[str, Tensor]:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rcnn_kit.data.classes import VOC_CLASSES
 from rcnn_kit.data.transforms import normalize, pad_gt, resize_and_crop
+from rcnn_kit.course import IMAGE_SIZE, MAX_GT_BOXES
 from rcnn_kit.data.voc import (
     ANNOTATIONS_DIR,
     DEFAULT_VAL_FRACTION,
@@ -38,9 +39,9 @@ from rcnn_kit.data.voc import (
     split_ids,
 )
 
-#: Course defaults: 224 px square inputs, at most 40 GT boxes per image.
-DEFAULT_IMAGE_SIZE = 224
-DEFAULT_MAX_BOXES = 40
+#: Course defaults (rcnn_kit.course): square input side, GT rows per image.
+DEFAULT_IMAGE_SIZE = IMAGE_SIZE
+DEFAULT_MAX_BOXES = MAX_GT_BOXES
 
 
 @dataclass(frozen=True)
