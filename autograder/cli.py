@@ -164,7 +164,7 @@ def _gradebook_row(name: str, data: dict[str, Any], ids: list[str]) -> dict[str,
 
 
 def _cmd_autograder_zip(args: argparse.Namespace) -> int:
-    from autograder.bundle import build_autograder_zip
+    from autograder.gradescope_zip import build_autograder_zip
 
     path = build_autograder_zip(args.out, overfit_data=args.overfit_data)
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)")

@@ -21,7 +21,7 @@ from rcnn_kit.course import REFERENCE_DIR, rmtree
 from autograder.results import build_results, write_artifacts, write_results
 from autograder.runner import AUTOGRADER_DIR, DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, GradeSettings, load_rubric, run_checks
 from autograder.sandbox import SandboxLimits
-from autograder.submission import load_submission
+from autograder.intake import load_submission
 
 #: The source checkout holding ``autograder/`` (when it is one: it has a pyproject.toml).
 SOURCE_ROOT = AUTOGRADER_DIR.parent

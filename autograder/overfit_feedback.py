@@ -1,7 +1,7 @@
 """Feedback of the overfit smoke test: the two pictures and the Markdown text shown to the student.
 
 Everything here is drawn in the grader from the validated numbers of an
-:class:`autograder.overfit.OverfitRun` (losses, detections) and the grader's own copy of the
+:class:`autograder.overfit_check.OverfitRun` (losses, detections) and the grader's own copy of the
 training images: nothing the sandboxed child writes is read back. The Markdown embeds small
 thumbnails as data URIs (PNG or JPEG, checked by signature); the full-size PNGs are attached
 as files by the check.
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autograder.overfit import OverfitReport, OverfitRun, TrainingSet
+from autograder.overfit_check import OverfitReport, OverfitRun, TrainingSet
 from rcnn_kit.engine import plot_loss_history
 from rcnn_kit.visualize import save_detections
 

@@ -354,7 +354,7 @@ def run_checks(settings: GradeSettings, files: dict[str, Path], scratch_root: Pa
 
     Args:
         settings: where the reference, checks and rubric are; device and limits.
-        files: module name -> student file (from :class:`autograder.submission.Submission`).
+        files: module name -> student file (from :class:`autograder.intake.Submission`).
         scratch_root: parent of the children's scratch folders (default: a fresh temp dir).
 
     Returns:

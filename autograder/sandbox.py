@@ -52,7 +52,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from autograder import isolation, wire
+from autograder import isolation
+from autograder.sandboxed import HARNESS_PACKAGE, wire
+from autograder.sandboxed.child import LAUNCH
 from autograder.isolation import Identity
 
 #: Error kinds a student-caused failure can have (see docs/AUTOGRADER_DESIGN.md).
@@ -67,8 +69,10 @@ STARTUP_ALLOWANCE_S = 60.0
 OUTPUT_SETTLE_S = 0.5
 #: Seconds of wall clock a restarted child needs at least to be worth starting.
 MIN_RESTART_BUDGET_S = 5.0
-#: Folder of this package: the harness and probe files are copied from here.
-_PACKAGE_DIR = Path(__file__).resolve().parent
+#: The code that runs inside the sandbox: copied into each child's harness folder.
+SANDBOXED_DIR = Path(__file__).resolve().parent / "sandboxed"
+#: Files of :data:`SANDBOXED_DIR` every child gets (the probes are chosen per client).
+HARNESS_CORE_FILES = ("__init__.py", "child.py", "wire.py")
 #: Name of the student package inside the child.
 PACKAGE_NAME = "faster_rcnn"
 #: Rubric kinds other than "unit" (see autograder/rubric.toml); ``probes_<kind>.py`` belongs to one.
@@ -202,8 +206,8 @@ class SandboxClient:
             limits: resource limits of the child.
             identity: who the child runs as (default: :func:`isolation.sandbox_identity`).
             device: ``"cpu"`` or ``"cuda"``; with ``"cpu"`` the child sees no GPU.
-            probe_files: probe modules to copy into the child (default: ``autograder/probes.py``
-                and ``autograder/probes_*.py``).
+            probe_files: probe modules to copy into the child (default: ``autograder/sandboxed/probes.py``
+                and ``autograder/sandboxed/probes_*.py``).
             cpu_budget_s: seconds of CPU time a child may use before RLIMIT_CPU ends it, on top
                 of :data:`STARTUP_ALLOWANCE_S` (default: ``group.timeout_s``). A child shared by
                 several groups (:meth:`switch_group`) needs the sum of their budgets.
@@ -355,8 +359,8 @@ class SandboxClient:
             "uid": self.identity.uid, "gid": self.identity.gid,
             "isolate_network": self.identity.privileged, "package_dir": str(pkg),
             "modules": [*self.group.student_modules, *self.group.reference_modules],
-            "probe_modules": [p.stem for p in self.probe_files if _preloads(p, self.group.kind)],
-            "lazy_probe_modules": [p.stem for p in self.probe_files if not _preloads(p, self.group.kind)],
+            "probe_modules": [f"{HARNESS_PACKAGE}.{p.stem}" for p in self.probe_files if _preloads(p, self.group.kind)],
+            "lazy_probe_modules": [f"{HARNESS_PACKAGE}.{p.stem}" for p in self.probe_files if not _preloads(p, self.group.kind)],
             "preimport": list(OPTIONAL_PREIMPORT) if self._needs_torchvision() else [],
             "threads": self.limits.threads,
             "work_dir": str(work), "limits": self._rlimits(),
@@ -374,7 +378,7 @@ class SandboxClient:
         self._baseline_children = isolation.children_of(os.getpid())
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", str(harness / "rcnn_child.py"), str(config_path)],
+                [sys.executable, "-I", "-B", "-c", LAUNCH, str(harness), str(config_path)],
                 cwd=str(work), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, pass_fds=(req_r, resp_w), close_fds=True,
             )
@@ -561,9 +565,9 @@ class SandboxClient:
 
 
 def default_probe_files() -> list[Path]:
-    """``autograder/probes.py`` and ``autograder/probes_*.py`` (those that exist)."""
-    files = sorted(_PACKAGE_DIR.glob("probes_*.py"))
-    main = _PACKAGE_DIR / "probes.py"
+    """``autograder/sandboxed/probes.py`` and ``autograder/sandboxed/probes_*.py`` (those that exist)."""
+    files = sorted(SANDBOXED_DIR.glob("probes_*.py"))
+    main = SANDBOXED_DIR / "probes.py"
     return ([main] if main.exists() else []) + files
 
 
@@ -607,13 +611,14 @@ def _build_harness(harness: Path, probe_files: Sequence[Path]) -> Path:
     """Copy the child script, the wire module, the probes and ``rcnn_kit`` into ``harness``."""
     import rcnn_kit
 
-    harness.mkdir()
-    shutil.copyfile(_PACKAGE_DIR / "child.py", harness / "rcnn_child.py")
-    shutil.copyfile(_PACKAGE_DIR / "wire.py", harness / "rcnn_wire.py")
+    package = harness / HARNESS_PACKAGE
+    package.mkdir(parents=True)
+    for name in HARNESS_CORE_FILES:
+        shutil.copyfile(SANDBOXED_DIR / name, package / name)
     for probe in probe_files:
         if not re.fullmatch(r"probes(_\w+)?\.py", probe.name):
             raise ValueError(f"probe_files: {probe} is not named probes.py or probes_<topic>.py")
-        shutil.copyfile(probe, harness / probe.name)
+        shutil.copyfile(probe, package / probe.name)
     shutil.copytree(Path(rcnn_kit.__file__).parent, harness / "rcnn_kit", ignore=shutil.ignore_patterns("__pycache__"))
     for dirpath, _dirnames, filenames in os.walk(harness):
         os.chmod(dirpath, 0o755)

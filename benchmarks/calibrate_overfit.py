@@ -1,7 +1,7 @@
 """Calibrate the overfit smoke test: the reference over many seeds vs deliberately broken detectors.
 
 Each run trains one ``faster_rcnn`` package with an overfit profile
-(:mod:`autograder.overfit`) in this process, through the same probe the sandboxed
+(:mod:`autograder.overfit_check`) in this process, through the same probe the sandboxed
 child runs, and scores it the way the grader does. The reference and each broken
 variant (a copy of the reference with one TODO broken by a text patch) run for the
 seeds asked for; the script prints one line per run and a summary: the reference's
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report is not None:
         sys.path.insert(0, str(REPO_ROOT))
-        from autograder.overfit import CPU_PROFILE, GPU_PROFILE
+        from autograder.overfit_check import CPU_PROFILE, GPU_PROFILE
 
         print(markdown_report(args.report, (CPU_PROFILE if args.profile == "cpu" else GPU_PROFILE).pass_map))
         return 0
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from autograder.overfit import CPU_PROFILE, GPU_PROFILE, in_process_probe, make_training_set, run_overfit
+    from autograder.overfit_check import CPU_PROFILE, GPU_PROFILE, in_process_probe, make_training_set, run_overfit
 
     profile = CPU_PROFILE if args.profile == "cpu" else GPU_PROFILE
     if profile.device == "cuda" and not torch.cuda.is_available():

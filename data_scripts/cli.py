@@ -9,7 +9,7 @@ laptop (everything under ``./data``, or ``$RCNN_KIT_DATA``).
   (a second session finds the verified tars on Drive and skips the download).
 - Gradescope setup step: nothing to download; the autograder bundle carries the
   overfit subset (``rcnn-kit data overfit-subset``) and checks it with
-  :func:`data_scripts.overfit.verify_manifest`.
+  :func:`data_scripts.overfit_subset.verify_manifest`.
 - Offline mirror: ``--mirror http://host/path/`` or ``RCNN_KIT_VOC_MIRRORS`` (comma separated).
 """
 
@@ -31,7 +31,7 @@ from data_scripts.download import (
     mirror_list,
 )
 from data_scripts.extract import safe_extract
-from data_scripts.overfit import DEFAULT_RULE, MAX_SUBSET_BYTES, SelectionRule, make_overfit_subset
+from data_scripts.overfit_subset import DEFAULT_RULE, MAX_SUBSET_BYTES, SelectionRule, make_overfit_subset
 from data_scripts.voc_json import IncompleteDataError, prepare_seeded_split, prepare_voc2007
 from rcnn_kit.data.synthetic import make_synthetic_voc
 from rcnn_kit.data.voc import DEFAULT_VAL_FRACTION, read_class_names

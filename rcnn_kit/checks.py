@@ -4,7 +4,7 @@
 relative error (:func:`rel_error`) and prints ``PASS`` or ``FAIL`` with a hint
 instead of stopping at a bare ``assert``; :func:`require_all` turns a cell's
 failures into one readable error (so nbgrader scores the cell). The submission
-zip lives in :mod:`rcnn_kit.submission`.
+zip lives in :mod:`rcnn_kit.handin`.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from rcnn_kit.submission import DEFAULT_IMPORT_TIMEOUT_S, NOTEBOOK_NAME, SubmissionError, make_submission
-from release_tool.bundle import DEFAULT_BUNDLE, build_student_bundle
+from rcnn_kit.handin import DEFAULT_IMPORT_TIMEOUT_S, NOTEBOOK_NAME, SubmissionError, make_submission
+from release_tool.student_bundle import DEFAULT_BUNDLE, build_student_bundle
 from release_tool.markers import MarkerError
 from release_tool.release import ReleaseError, check_release, write_release
 

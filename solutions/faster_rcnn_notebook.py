@@ -127,7 +127,7 @@ from faster_rcnn import anchors, deltas, detector, iou, nms, rpn
 from rcnn_kit.backbone import DetectorBackboneWithFPN
 from rcnn_kit.build import build_detector
 from rcnn_kit.checks import check, require_all
-from rcnn_kit.submission import make_submission
+from rcnn_kit.handin import make_submission
 from rcnn_kit.data import SYNTHETIC_CLASSES, VOCJsonDataset, make_synthetic_voc
 from rcnn_kit.engine import TrainConfig, mean_average_precision, plot_loss_history, predict, train_detector
 from rcnn_kit.visualize import draw_detections

@@ -38,7 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
     import shutil
     import tempfile
 
-    from autograder.submission import load_submission
+    from autograder.intake import load_submission
 
     os.environ.setdefault("RCNN_KIT_OFFLINE", "1")
     target = Path(os.environ.get("RCNN_GRADE_SUBMISSION", str(_SOURCE_REFERENCE)))

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from autograder import probes
+from autograder.sandboxed import probes
 from autograder.compare import Fail, assert_close, assert_on_device, split_levels
 from autograder.feedback import ANCHOR_SIGNATURES, COORDS_SIGNATURES
 from autograder.sandbox import SandboxClient

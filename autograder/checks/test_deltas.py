@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
-from autograder import probes
+from autograder.sandboxed import probes
 from autograder.compare import Fail, assert_close, assert_on_device, assert_shape_dtype
 from autograder.feedback import DELTAS_APPLY_SIGNATURES, DELTAS_GET_SIGNATURES, IGNORED_DELTA, deltas_ignored_rows
 from autograder.sandbox import SandboxClient

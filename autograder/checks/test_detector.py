@@ -6,7 +6,7 @@ proposals and RPN losses), never the student's RPN. The head check loads the ref
 weights into the student's ``roi_stem``/``cls_pred``/``box_pred`` by parameter name and
 checks ``_roi_features``; the loss and inference checks use the specified head modules with
 the same weights and the specified RoIAlign, so a head bug costs points only once. The
-sampler is :func:`autograder.probes.deterministic_sampler` on both sides (see :mod:`autograder.probes_detector`).
+sampler is :func:`autograder.sandboxed.probes.deterministic_sampler` on both sides (see :mod:`autograder.sandboxed.probes_detector`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from autograder import probes, probes_detector
+from autograder.sandboxed import probes, probes_detector
 from autograder.compare import Fail, assert_close, assert_equal_indices, assert_on_device
 from autograder.sandbox import SandboxClient
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
-from autograder import probes
+from autograder.sandboxed import probes
 from autograder.compare import Fail, assert_close, assert_on_device
 from autograder.feedback import IOU_SIGNATURES, find_library_box_ops
 from autograder.sandbox import SandboxClient

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
-from autograder import probes
+from autograder.sandboxed import probes
 from autograder.compare import Fail, assert_equal_indices, assert_on_device
 from autograder.feedback import NMS_SIGNATURES, find_library_box_ops
 from autograder.sandbox import SandboxClient

@@ -2,7 +2,7 @@
 
 The child trains the student's FasterRCNN (their RPN and head on the given backbone, random
 init) on a few synthetic training images with the profile of this grading run's device
-(:data:`autograder.overfit.CPU_PROFILE` or :data:`~autograder.overfit.GPU_PROFILE`) and
+(:data:`autograder.overfit_check.CPU_PROFILE` or :data:`~autograder.overfit_check.GPU_PROFILE`) and
 returns its losses and raw detections. The grader validates them, computes the
 training-set mAP@0.5 against the ground truth it kept, and passes the submission when
 it reaches the profile's calibrated threshold (docs/OVERFIT_CALIBRATION.md).
@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pytest
 
 from autograder.compare import Fail
-from autograder.overfit import OverfitOutputError, make_training_set, run_overfit, select_profile
+from autograder.overfit_check import OverfitOutputError, make_training_set, run_overfit, select_profile
 from autograder.overfit_feedback import draw_pictures, feedback_markdown
 from autograder.sandbox import StudentError
 

@@ -4,7 +4,7 @@
 Isolation: the prediction network gets the reference's weights; the proposal check feeds
 reference anchors and fixed predictions straight to ``predict_proposals``; the loss check
 replays fixed predictions in place of the prediction network, replaces the sampler by
-:func:`autograder.probes.deterministic_sampler` and stubs the proposals. Expected values
+:func:`autograder.sandboxed.probes.deterministic_sampler` and stubs the proposals. Expected values
 come from the same probes run on the reference package.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from autograder import probes
+from autograder.sandboxed import probes
 from autograder.compare import Fail, assert_close, assert_on_device, split_levels
 from autograder.sandbox import SandboxClient
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from autograder import probes, probes_detector
+from autograder.sandboxed import probes, probes_detector
 from rcnn_kit.impl import import_faster_rcnn, import_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

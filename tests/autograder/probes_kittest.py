@@ -1,4 +1,4 @@
-"""Probes used only by the kit's own sandbox tests (copied into the child like autograder/probes.py)."""
+"""Probes used only by the kit's own sandbox tests (copied into the child like autograder/sandboxed/probes.py)."""
 
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def test_tripwires_block_a_late_torchvision_import() -> None:
     # A fresh interpreter without torchvision, like a sandbox child of the iou or nms group.
     script = (
         "import sys\n"
-        "from autograder import probes\n"
+        "from autograder.sandboxed import probes\n"
         "assert 'torchvision' not in sys.modules\n"
         "hits = []\n"
         "with probes.library_tripwires(hits):\n"

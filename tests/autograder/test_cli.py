@@ -45,7 +45,7 @@ def test_autograder_zip_has_gradescope_layout(work_dir: Path) -> None:
         assert stat.S_IMODE(infos[script].external_attr >> 16) == 0o755
     required = [
         "pyproject.toml", "rcnn_kit/__init__.py", "autograder/__main__.py", "autograder/rubric.toml",
-        "autograder/checks/conftest.py", "autograder/sandbox.py", "autograder/child.py",
+        "autograder/checks/conftest.py", "autograder/sandbox.py", "autograder/sandboxed/child.py",
         "solutions/faster_rcnn/iou.py", "solutions/faster_rcnn/detector.py",
         "data/overfit_subset/train.json", "data/overfit_subset/JPEGImages/000001.jpg",
     ]

@@ -1,4 +1,4 @@
-"""Tests of the overfit smoke test's grader side (autograder/overfit.py, overfit_feedback.py, probes_overfit.py, the check).
+"""Tests of the overfit smoke test's grader side (autograder/overfit_check.py, overfit_feedback.py, probes_overfit.py, the check).
 
 Fast tests feed hand-made probe outputs to the validation and scoring, whose oracle is
 the ground truth itself (GT boxes returned as detections must score mAP 1). The slow
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from autograder import overfit, overfit_feedback
-from autograder.overfit import (
+from autograder.overfit_check import (
     CPU_PROFILE,
     GPU_PROFILE,
     OverfitOutputError,

@@ -21,7 +21,8 @@ import pytest
 import torch
 import torchvision
 
-from autograder import isolation, wire
+from autograder import isolation
+from autograder.sandboxed import wire
 from autograder.grading import GradeOptions, secret_paths
 from autograder.runner import DEFAULT_CHECKS_DIR
 from autograder.sandbox import Group, SandboxClient, SandboxLimits, StudentError

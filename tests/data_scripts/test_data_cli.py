@@ -13,7 +13,7 @@ from local_mirror import Mirror, md5_of
 
 from data_scripts import cli
 from data_scripts.download import MIRRORS_ENV, RemoteFile
-from data_scripts.overfit import verify_manifest
+from data_scripts.overfit_subset import verify_manifest
 from rcnn_kit.data import VOCJsonDataset
 
 TAR = "VOCtrainval_06-Nov-2007.tar"

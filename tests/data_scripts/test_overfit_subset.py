@@ -1,4 +1,4 @@
-"""The overfit subset and its manifest (data_scripts.overfit)."""
+"""The overfit subset and its manifest (data_scripts.overfit_subset)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_scripts.overfit import SelectionRule, make_overfit_subset, verify_manifest
+from data_scripts.overfit_subset import SelectionRule, make_overfit_subset, verify_manifest
 from rcnn_kit.data import SYNTHETIC_CLASSES, VOCJsonDataset, denormalize, make_synthetic_voc
 
 SIZE = 64

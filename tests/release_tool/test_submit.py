@@ -1,4 +1,4 @@
-"""``rcnn-kit submit`` / :func:`rcnn_kit.submission.make_submission`: checks, then the zip."""
+"""``rcnn-kit submit`` / :func:`rcnn_kit.handin.make_submission`: checks, then the zip."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rcnn_kit.submission import SubmissionError, find_submission_problems, make_submission
+from rcnn_kit.handin import SubmissionError, find_submission_problems, make_submission
 from rcnn_kit.cli import main
 from rcnn_kit.impl import STUDENT_MODULES
 from release_tool.release import STUDENT_PACKAGE

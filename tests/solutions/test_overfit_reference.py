@@ -3,7 +3,7 @@
 Uses the runtime directly (no sandbox, no grader code in the loop): build the reference
 detector on a random-init backbone, train it with the overfit profile's schedule, detect
 on the training images and score them with the runtime's mAP. The profiles and their
-thresholds come from autograder/overfit.py, where docs/OVERFIT_CALIBRATION.md puts them.
+thresholds come from autograder/overfit_check.py, where docs/OVERFIT_CALIBRATION.md puts them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from autograder.overfit import CPU_PROFILE, GPU_PROFILE, OverfitProfile
+from autograder.overfit_check import CPU_PROFILE, GPU_PROFILE, OverfitProfile
 from rcnn_kit.build import build_detector
 from rcnn_kit.data import SYNTHETIC_CLASSES, VOCJsonDataset, make_synthetic_voc
 from rcnn_kit.engine import TrainConfig, mean_average_precision, predict, train_detector

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.submission import MAX_FILE_BYTES, MAX_ZIP_TOTAL_BYTES, load_submission
+from autograder.intake import MAX_FILE_BYTES, MAX_ZIP_TOTAL_BYTES, load_submission
 from infra_helpers import MODULES, REFERENCE_DIR
 
 

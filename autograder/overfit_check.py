@@ -34,7 +34,7 @@ from rcnn_kit.data import SYNTHETIC_CLASSES, VOCJsonDataset, make_synthetic_voc
 from rcnn_kit.engine import ImagePrediction, mean_average_precision, recall_at_iou
 from rcnn_kit.engine.evaluate import split_gt
 
-#: Name of the probe function in ``autograder/probes_overfit.py``.
+#: Name of the probe function in ``autograder/sandboxed/probes_overfit.py``.
 OVERFIT_PROBE = "overfit_train"
 #: Output-key prefixes of that probe.
 LOSS_PREFIX = "loss."
@@ -479,7 +479,7 @@ def in_process_probe(pkg: ModuleType) -> Callable[[str, dict[str, Tensor], dict[
 
     For trusted packages only (the reference and its deliberately broken variants).
     """
-    from autograder import probes_overfit
+    from autograder.sandboxed import probes_overfit
 
     def call(name: str, inputs: dict[str, Tensor], params: dict[str, Any]) -> Mapping[str, Tensor]:
         return getattr(probes_overfit, name)(pkg, inputs, **params)

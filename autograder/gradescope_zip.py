@@ -18,7 +18,7 @@ import os
 import zipfile
 from pathlib import Path
 
-#: The kit's source checkout (this file is autograder/bundle.py).
+#: The kit's source checkout (this file is autograder/gradescope_zip.py).
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 #: Folders copied into the bundle, relative to the source root.
 BUNDLED_DIRS = ("rcnn_kit", "autograder", "data_scripts", "release_tool", "solutions/faster_rcnn")

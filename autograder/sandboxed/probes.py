@@ -11,7 +11,7 @@ in place; ``meta.library_calls``: library box ops were called).
 Isolation ("each bug costs points once"): a probe runs only the TODO under test. The RPN
 probes replace the prediction network by a :class:`Replay` of fixed predictions and the
 module global ``sample_rpn_training`` by :func:`deterministic_sampler`; the FasterRCNN
-probes (:mod:`autograder.probes_detector`) give the detector a replay backbone and a replay
+probes (:mod:`autograder.sandboxed.probes_detector`) give the detector a replay backbone and a replay
 RPN. Modules get the reference's weights by parameter name (:func:`load_weights`).
 
 This module is trusted code that runs beside student code, and is also imported by the

@@ -1,9 +1,9 @@
 """The sandboxed child: confines itself, then runs probes on the student's package.
 
-This file is *copied* into the child's harness folder (as ``rcnn_child.py``) next to
-``rcnn_wire.py``, the probe modules and a copy of ``rcnn_kit``, and started by
-:mod:`autograder.sandbox` as ``python -I -B rcnn_child.py CONFIG``. It never imports the
-``autograder`` package. Order matters:
+This package (:mod:`autograder.sandboxed`) is *copied* into the child's harness folder
+as ``rcnn_sandboxed/``, beside a copy of ``rcnn_kit``, and started by
+:mod:`autograder.sandbox` with :data:`LAUNCH` (``python -I -B -c LAUNCH HARNESS CONFIG``).
+It never imports the grader side. Order matters:
 
 1. while still trusted (possibly root): set the parent-death signal, leave the network
    namespace (root only), import torch, numpy, the probes and common standard-library
@@ -28,10 +28,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-_HARNESS_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(_HARNESS_DIR))
+from . import wire
 
-import rcnn_wire as wire  # noqa: E402  (copied beside this file)
+#: Python source run by ``python -I -B -c``: put the harness folder on the path and start.
+LAUNCH = "import sys; sys.path.insert(0, sys.argv[1]); from rcnn_sandboxed.child import run; run(sys.argv[2])"
 
 #: prctl options (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
@@ -259,9 +259,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run(config_path: str) -> None:
+    """Entry point (see :data:`LAUNCH`): serve until the grader closes the pipe, then exit."""
     try:
-        code = main(sys.argv)
+        code = main(["rcnn_child", config_path])
     except Exception:
         traceback.print_exc()
         code = EXIT_CONFINEMENT_FAILED

@@ -3,7 +3,7 @@
 Runs inside the sandboxed child (copied there as ``probes_overfit.py`` next to ``probes.py``)
 and, for the kit's own tests and the calibration benchmark, in-process on the reference.
 It only trains and detects; it scores nothing. The grader
-(:mod:`autograder.overfit`) holds the ground truth, computes mAP from the raw detections
+(:mod:`autograder.overfit_check`) holds the ground truth, computes mAP from the raw detections
 returned here and draws the feedback pictures itself, so nothing the student's code
 could tamper with decides the grade.
 

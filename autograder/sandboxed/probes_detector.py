@@ -1,4 +1,4 @@
-"""Probes of ``detector.FasterRCNN`` (run in the sandboxed child, like :mod:`autograder.probes`).
+"""Probes of ``detector.FasterRCNN`` (run in the sandboxed child, like :mod:`autograder.sandboxed.probes`).
 
 The detector runs on a replay backbone (fixed features) and a replay RPN (fixed proposals
 and RPN losses), so the student's RPN never runs here. The head check loads the reference's
@@ -19,16 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-try:  # in the grader
-    from autograder.probes import (
-        ProbeError, Replay, _finish, _patched, _require_tensors, _weights, deterministic_sampler, group,
-        load_weights, resolve_device,
-    )
-except ImportError:  # in the sandboxed child, where probes.py sits beside this file
-    from probes import (  # type: ignore[no-redef]
-        ProbeError, Replay, _finish, _patched, _require_tensors, _weights, deterministic_sampler, group,
-        load_weights, resolve_device,
-    )
+from .probes import (
+    ProbeError, Replay, _finish, _patched, _require_tensors, _weights, deterministic_sampler, group,
+    load_weights, resolve_device,
+)
 
 # ----------------------------------------------------------------------------------------
 
