@@ -160,19 +160,10 @@ def _evaluate_split(
     return metrics
 
 
-def _print_table(results: dict[str, dict[str, Any]], names: Sequence[str]) -> None:
-    """Print AP@0.5 per class (rows) and split (columns)."""
+def _print_map_table(results: dict[str, dict[str, Any]], names: Sequence[str]) -> None:
+    from rcnn_kit.engine import format_map_table
 
-    def cell(value: Any) -> str:
-        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-    splits = list(results)
-    width = max(len("mAP@0.5"), *(len(n) for n in names)) + 2
-    print("".join([f"{'class':<{width}}", *(f"{s:>12}" for s in splits)]))
-    for name in names:
-        print("".join([f"{name:<{width}}", *(f"{cell(results[s]['per_class_ap_50'][name]):>12}" for s in splits)]))
-    print("".join([f"{'mAP@0.5':<{width}}", *(f"{cell(results[s]['map_50']):>12}" for s in splits)]))
-    print("".join([f"{'recall@0.5':<{width}}", *(f"{cell(results[s]['recall_50']):>12}" for s in splits)]))
+    print(format_map_table(results, names))
 
 
 def _train_config(args: argparse.Namespace, out_dir: Path) -> TrainConfig:
@@ -253,7 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          f"{payload['extra']['class_names']}")
     out_dir = Path(args.out)
     metrics = _evaluate_split(model, dataset, names, out_dir, args.split, args)
-    _print_table({args.split: metrics}, names)
+    _print_map_table({args.split: metrics}, names)
     _write_json(out_dir / "eval_summary.json", {"checkpoint": str(args.checkpoint), "data": str(args.data),
                                                   "split": args.split, "metrics": metrics, "machine": _machine()})
     return 0
@@ -283,7 +274,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _write_json(out_dir / "summary.json", summary)
     print(f"\ndemo: {result.iterations} iterations from random init in {result.wall_time_s:.0f} s on {result.device} "
           f"({len(splits['train'])} training / {len(splits['val'])} held-out synthetic images)")
-    _print_table(metrics, SYNTHETIC_CLASSES)
+    _print_map_table(metrics, SYNTHETIC_CLASSES)
     print("(train: the images it learned from; val: unseen images. With so few images and no pretrained "
           "weights, expect a gap between the two.)")
     print(f"wrote {out_dir}/summary.json, loss.png, checkpoint.pt and train_*/val_* pictures")

@@ -1,6 +1,6 @@
 """Training, evaluation and plotting for any detector that follows the course contract."""
 
-from rcnn_kit.engine.evaluate import ImagePrediction, mean_average_precision, predict, recall_at_iou
+from rcnn_kit.engine.evaluate import ImagePrediction, format_map_table, mean_average_precision, predict, recall_at_iou
 from rcnn_kit.engine.plots import plot_loss_history
 from rcnn_kit.engine.train import NonFiniteLossError, TrainConfig, TrainResult, lr_factor, train_detector
 
@@ -10,6 +10,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "lr_factor",
+    "format_map_table",
     "mean_average_precision",
     "plot_loss_history",
     "predict",

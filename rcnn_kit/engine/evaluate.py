@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -228,3 +228,25 @@ def recall_at_iou(predictions: Sequence[ImagePrediction], iou: float = MAP_IOU_T
     if total == 0:
         raise ValueError("predictions: recall is undefined without any ground-truth box")
     return found / total
+
+
+def format_map_table(results: Mapping[str, Mapping[str, Any]], class_names: Sequence[str]) -> str:
+    """A text table of AP@0.5 per class (rows) and split (columns), then mAP and recall.
+
+    Args:
+        results: split name (``"train"``, ``"val"``) -> a summary of
+            :func:`mean_average_precision` (``recall_50`` optional).
+        class_names: names of classes ``0..C-1``, in row order.
+    """
+
+    def cell(value: Any) -> str:
+        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+    splits = list(results)
+    width = max(len("recall@0.5"), *(len(n) for n in class_names)) + 2
+    lines = ["".join([f"{'class':<{width}}", *(f"{s:>12}" for s in splits)])]
+    for name in class_names:
+        lines.append("".join([f"{name:<{width}}", *(f"{cell(results[s]['per_class_ap_50'][name]):>12}" for s in splits)]))
+    lines.append("".join([f"{'mAP@0.5':<{width}}", *(f"{cell(results[s]['map_50']):>12}" for s in splits)]))
+    lines.append("".join([f"{'recall@0.5':<{width}}", *(f"{cell(results[s].get('recall_50')):>12}" for s in splits)]))
+    return "\n".join(lines)

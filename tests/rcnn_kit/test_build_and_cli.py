@@ -53,15 +53,21 @@ def test_help_lists_the_runtime_commands(capsys):
     assert exit_info.value.code == 0 and "--pretrained" in capsys.readouterr().out
 
 
-def test_impl_folder_resolution(tmp_path, monkeypatch):
+def test_impl_folder_resolution(tmp_path, monkeypatch, repo_root):
+    from rcnn_kit import course
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RCNN_KIT_IMPL", raising=False)
+    # From any folder, the kit's own reference is found (the course repository's layout).
+    assert resolve_impl_dir(None) == repo_root / "solutions" / "faster_rcnn"
+    # A runtime without a course repository beside it (the student bundle) and an empty folder: a clear error.
+    monkeypatch.setattr(course, "_RUNTIME_DIR", tmp_path / "bundle" / "rcnn_kit")
     with pytest.raises(FileNotFoundError, match="--impl"):
         resolve_impl_dir(None)
-    (tmp_path / "assignments" / "faster_rcnn").mkdir(parents=True)
-    assert resolve_impl_dir(None).as_posix() == "assignments/faster_rcnn"
-    (tmp_path / "solutions" / "faster_rcnn").mkdir(parents=True)
-    assert resolve_impl_dir(None).as_posix() == "solutions/faster_rcnn"
+    for folder in ("faster_rcnn", "assignments/faster_rcnn", "solutions/faster_rcnn"):  # lowest priority first
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "iou.py").write_text("")
+        assert resolve_impl_dir(None) == tmp_path / folder
     monkeypatch.setenv("RCNN_KIT_IMPL", str(tmp_path / "elsewhere"))
     with pytest.raises(FileNotFoundError, match="RCNN_KIT_IMPL"):
         resolve_impl_dir(None)
