@@ -51,6 +51,8 @@ def group_entry(group: GroupResult) -> dict[str, Any]:
         output = "no checks ran for this part"
     else:
         lines = [f"{group.passed}/{group.counted} cases passed"]
+        if group.zero_reason is not None:
+            lines[0] += f"; 0 points: {group.zero_reason}"
         distinct: list[str] = []
         for failure in group.failures:
             if failure not in distinct:

@@ -39,6 +39,7 @@ except ModuleNotFoundError:  # Python 3.10 (e.g. Ubuntu 22.04 Gradescope images)
     import tomli as tomllib  # type: ignore[no-redef]
 
 from autograder.isolation import Identity
+from autograder.scoring import EDGE_MARK, NOT_IMPLEMENTED, CaseTally, group_fraction
 from rcnn_kit.course import RUBRIC_KINDS, rmtree
 from autograder.sandbox import Group, SandboxClient, SandboxInfraError, SandboxLimits, StudentError
 
@@ -123,6 +124,8 @@ class GroupResult:
     skipped_reason: str | None = None
     feedback_md: list[str] = field(default_factory=list)  # extra student-visible Markdown (``record_property``)
     artifacts: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, bytes) written beside results.json
+    tally: CaseTally = field(default_factory=CaseTally)  # main/edge outcomes for the scoring rules
+    not_run_reason: str | None = None  # set when the grading deadline left no time for this group
 
     @property
     def counted(self) -> int:
@@ -130,7 +133,13 @@ class GroupResult:
 
     @property
     def score(self) -> float:
-        return self.entry.points * self.passed / self.counted if self.counted else 0.0
+        """Points earned (:func:`autograder.scoring.group_fraction`: edge cases and unfinished code earn nothing)."""
+        return self.entry.points * group_fraction(self.tally)[0]
+
+    @property
+    def zero_reason(self) -> str | None:
+        """Why the group scores 0 despite passed cases (a scoring rule), else None."""
+        return group_fraction(self.tally)[1]
 
 
 @dataclass
@@ -166,6 +175,7 @@ class GraderPlugin:
         self._planned: list[str] = []  # rubric ids in item order (after collection)
         self._item_failures: dict[str, tuple[str, str | None]] = {}
         self._skipped: set[str] = set()
+        self._not_implemented: set[str] = set()
         self.collect_errors: list[str] = []
         self._reference: ModuleType | None = None
         if settings.skip_overfit:
@@ -176,6 +186,7 @@ class GraderPlugin:
     # -------------------------------------------------------------- collection
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "rubric(id): the rubric group a hidden check belongs to")
+        config.addinivalue_line("markers", f"{EDGE_MARK}: counts only once a main case of its group passes")
 
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
         keep, drop = [], []
@@ -240,6 +251,9 @@ class GraderPlugin:
         report = outcome.get_result()
         if report.failed and item.nodeid not in self._item_failures:
             self._item_failures[item.nodeid] = describe_failure(call.excinfo)
+            exc = call.excinfo.value if call.excinfo is not None else None
+            if isinstance(exc, StudentError) and exc.exc_type == NOT_IMPLEMENTED:
+                self._not_implemented.add(item.nodeid)
         elif report.skipped:
             self._skipped.add(item.nodeid)
         if call.when == "teardown":
@@ -254,16 +268,20 @@ class GraderPlugin:
                 file_name, data = value
                 if isinstance(file_name, str) and isinstance(data, bytes):
                     result.artifacts.append((Path(file_name).name, data))
+        edge = item.get_closest_marker(EDGE_MARK) is not None
         if item.nodeid in self._item_failures:
             shown, note = self._item_failures.pop(item.nodeid)
             result.failed += 1
             result.failures.append(shown)
+            result.tally.add(passed=False, edge=edge, not_implemented=item.nodeid in self._not_implemented)
+            self._not_implemented.discard(item.nodeid)
             if note:
                 result.instructor_notes.append(f"{item.nodeid}:\n{note}")
         elif item.nodeid in self._skipped:
             self._skipped.discard(item.nodeid)
         else:
             result.passed += 1
+            result.tally.add(passed=True, edge=edge)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:

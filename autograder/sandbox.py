@@ -89,14 +89,17 @@ class StudentError(Exception):
     Attributes:
         kind: one of :data:`STUDENT_ERROR_KINDS`.
         message: the student-safe message (also ``str(self)``).
+        exc_type: name of the exception the student's code raised (``"NotImplementedError"``),
+            when there was one.
     """
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, exc_type: str | None = None) -> None:
         if kind not in STUDENT_ERROR_KINDS:
             raise ValueError(f"kind: expected one of {STUDENT_ERROR_KINDS}, got {kind!r}")
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.exc_type = exc_type
 
 
 class SandboxInfraError(RuntimeError):
@@ -523,7 +526,8 @@ class SandboxClient:
             raise SandboxInfraError(f"probe failed in group {self.group.id!r}: {_short(str(header.get('message')), 500)}")
         if kind not in STUDENT_ERROR_KINDS:
             kind = "exception"
-        raise StudentError(str(kind), self._student_message(header))
+        exc_type = header.get("type") if isinstance(header.get("type"), str) else None
+        raise StudentError(str(kind), self._student_message(header), exc_type)
 
     def _student_message(self, header: dict[str, Any]) -> str:
         exc_type = _short(str(header.get("type", "Exception")), 60)

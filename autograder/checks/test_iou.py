@@ -15,6 +15,7 @@ from torch import Tensor
 
 from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
 from autograder.sandboxed import probes
+from autograder.scoring import cases
 from autograder.compare import Fail, assert_close, assert_on_device
 from autograder.feedback import IOU_SIGNATURES, find_library_box_ops
 from autograder.sandbox import SandboxClient
@@ -55,7 +56,7 @@ CASES: dict[str, Callable[[], dict[str, Tensor]]] = {
 PARAMS = {"module": "iou", "function": "iou", "args": ["boxes1", "boxes2"]}
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", cases(CASES, edge={"empty_boxes1", "empty_boxes2"}))
 def test_iou_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
     inputs = CASES[case]()
     out = student.call("call_function", inputs, **PARAMS, forbid_library_ops=True)
@@ -67,6 +68,7 @@ def test_iou_matches_reference(case: str, student: SandboxClient, ref: ModuleTyp
     assert_close(out.get("out"), expected, tol=IOU_TOL, what=what, inputs=inputs, hints=IOU_SIGNATURES)
 
 
+@pytest.mark.edge_case
 def test_iou_is_own_code(student: SandboxClient) -> None:
     findings = find_library_box_ops(student.source("iou"), "iou.py")
     if findings:

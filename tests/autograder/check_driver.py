@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from autograder.scoring import case_name
 from fake_student import FakeStudent, rubric_groups
 
 CHECKS_DIR = Path(__file__).resolve().parents[2] / "autograder" / "checks"
@@ -52,7 +53,7 @@ def check_items() -> list[tuple[str, str, Callable[..., None], Any]]:
             marks = _marks(fn) + _marks(module)
             rubric = next(m.args[0] for m in marks if m.name == "rubric")
             params = [m for m in marks if m.name == "parametrize"]
-            cases = list(params[0].args[1]) if params else [None]
+            cases = [case_name(p) for p in params[0].args[1]] if params else [None]
             for case in cases:
                 items.append((rubric, f"{name}[{case}]" if case is not None else name, fn, case))
     return items
