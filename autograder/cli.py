@@ -12,18 +12,25 @@ import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autograder.runner import DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, load_rubric
 
-#: Seconds a ``grade-all`` job may take beyond the sum of the rubric's group budgets.
-GRADE_ALL_MARGIN_S = 300
+if TYPE_CHECKING:
+    from autograder.grading import GradeOptions
+
+#: Seconds a ``grade-all`` job may take beyond the grading deadline (start-up, torch import).
+GRADE_ALL_MARGIN_S = 120
 #: Exit code for a bad command line (missing submission, bad flag value).
 EXIT_USAGE = 2
-#: Longest error text kept in a gradebook row.
-CSV_ERROR_CHARS = 300
+#: Exit code of ``grade-all`` when any submission was not graded normally.
+EXIT_BATCH_ERRORS = 3
+#: Name of the per-submission log file ``grade-all`` writes.
+GRADER_LOG = "grader.log"
+#: The folder holding this ``autograder`` package (what ``grade-all``'s workers import).
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -31,6 +38,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     grade = subparsers.add_parser("grade", help="grade one submission and write a Gradescope results.json")
     grade.add_argument("submission", type=Path, help="zip or folder holding faster_rcnn/ (or the six .py files)")
     grade.add_argument("--results", type=Path, default=Path("results.json"), help="where to write results.json (default: ./results.json)")
+    grade.add_argument("--artifacts-dir", type=Path, default=None, help="folder for the pictures (default: artifacts/ beside results.json)")
     _common_grading_flags(grade)
     grade.set_defaults(func=_cmd_grade)
 
@@ -38,7 +46,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     grade_all.add_argument("submissions_dir", type=Path, help="folder with one zip or folder per submission")
     grade_all.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default 1)")
     grade_all.add_argument("--out", type=Path, default=Path("gradebook.csv"), help="CSV file to write (default gradebook.csv)")
-    grade_all.add_argument("--results-dir", type=Path, default=None, help="also keep each results.json here (default: not kept)")
+    grade_all.add_argument("--results-dir", type=Path, default=None,
+                           help="folder for each submission's results.json, pictures and grader.log "
+                           "(default: <out name>_results/ beside the CSV)")
     _common_grading_flags(grade_all)
     grade_all.set_defaults(func=_cmd_grade_all)
 
@@ -58,32 +68,41 @@ def _common_grading_flags(parser: argparse.ArgumentParser) -> None:
     extra.add_argument("-k", dest="keyword", default=None, help="only run checks matching this pytest -k expression")
     extra.add_argument("--unprivileged", action="store_true", help="never switch user, even as root (laptop mode)")
     extra.add_argument("--memory-mb", type=int, default=None, help="memory limit of each sandboxed child")
+    extra.add_argument("--require-isolation", action="store_true",
+                       help="refuse to grade when bubblewrap cannot isolate student code (instead of the weaker fallback)")
+    extra.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                       help="wall clock for one submission, results.json included (default: the rubric's [grading] deadline_s)")
 
 
 def _grading_argv(args: argparse.Namespace) -> list[str]:
     """The flags of ``args`` that ``grade-all`` passes on to each ``grade``."""
-    argv = ["--device", args.device, "--rubric", str(args.rubric), "--checks", str(args.checks)]
+    argv = ["--device", args.device, "--rubric", str(args.rubric.resolve()), "--checks", str(args.checks.resolve())]
     if args.skip_overfit:
         argv.append("--skip-overfit")
     if args.reference is not None:
-        argv += ["--reference", str(args.reference)]
+        argv += ["--reference", str(args.reference.resolve())]
     if args.keyword:
         argv += ["-k", args.keyword]
     if args.unprivileged:
         argv.append("--unprivileged")
     if args.memory_mb is not None:
         argv += ["--memory-mb", str(args.memory_mb)]
+    if args.require_isolation:
+        argv.append("--require-isolation")
+    if args.deadline is not None:
+        argv += ["--deadline", str(args.deadline)]
     return argv
 
 
-def _cmd_grade(args: argparse.Namespace) -> int:
+def _grade_options(args: argparse.Namespace) -> "GradeOptions":
     from dataclasses import replace
 
-    from autograder.grading import GradeOptions, format_table, grade
+    from autograder.grading import GradeOptions
 
     options = GradeOptions(
         submission=args.submission, results=args.results, device=args.device, skip_overfit=args.skip_overfit,
         checks_dir=args.checks, rubric=args.rubric, unprivileged=args.unprivileged, keyword=args.keyword,
+        require_isolation=args.require_isolation, deadline_s=args.deadline, artifacts_dir=args.artifacts_dir,
     )
     if args.reference is not None:
         options.reference_dir = args.reference
@@ -91,9 +110,15 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         if args.memory_mb < 1024:
             raise ValueError(f"--memory-mb: at least 1024 is needed to import torch, got {args.memory_mb}")
         options.limits = replace(options.limits, memory_mb=args.memory_mb)
+    return options
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from autograder.grading import format_table, grade
+
     try:
-        results, code = grade(options)
-    except FileNotFoundError as exc:
+        results, code = grade(_grade_options(args))
+    except (FileNotFoundError, ValueError) as exc:
         print(f"rcnn-kit grade: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(format_table(results))
@@ -101,24 +126,51 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return code
 
 
-def _grade_one(submission: Path, results: Path, argv: list[str], timeout_s: float) -> dict[str, Any]:
-    """Grade one submission in its own process; returns its results dict or {"error": ...}."""
-    cmd = [sys.executable, "-m", "autograder", "grade", str(submission), "--results", str(results), *argv]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"error": f"grading took longer than {timeout_s:.0f} s"}
+#: Python source that runs ``python -m autograder`` from the folder holding *this* autograder
+#: package, whatever the working directory holds (a course folder often has an ``autograder/``).
+_GRADE_LAUNCH = "import sys; sys.path.insert(0, sys.argv.pop(1)); from autograder.__main__ import main; sys.exit(main())"
+
+
+def _grade_one(submission: Path, folder: Path, argv: list[str], timeout_s: float) -> dict[str, Any]:
+    """Grade one submission in its own interpreter and folder.
+
+    Writes ``folder/results.json``, ``folder/artifacts/`` and ``folder/grader.log`` (the
+    grader's whole output: the instructor's place to look). Returns the results dict, with
+    ``"error"`` set when grading did not end normally.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    results, log = folder / "results.json", folder / GRADER_LOG
+    results.unlink(missing_ok=True)
+    cmd = [sys.executable, "-I", "-c", _GRADE_LAUNCH, str(PACKAGE_ROOT), "grade", str(submission.resolve()),
+           "--results", str(results), "--artifacts-dir", str(folder / "artifacts"), *argv]
+    with tempfile.TemporaryDirectory(prefix="rcnn-grade-cwd-") as cwd, open(log, "w") as out:
+        out.write(f"$ {' '.join(cmd)}\n")
+        out.flush()
+        try:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, timeout=timeout_s,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            code: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = None
     try:
         data = json.loads(results.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        tail = (proc.stderr or proc.stdout)[-CSV_ERROR_CHARS:]
-        return {"error": f"no results.json (exit {proc.returncode}): {exc}; {tail}"}
-    if proc.returncode != 0:
-        data["error"] = f"grader exit code {proc.returncode} (infrastructure error; see the instructor log)"
+        data = {"error": f"no valid results.json ({exc})"}
+    if code is None:
+        data["error"] = f"grading took longer than {timeout_s:.0f} s and was stopped"
+    elif code != 0 and "error" not in data:
+        meaning = {3: "infrastructure error", 4: "deadline reached before every group ran"}.get(code, "grader crashed")
+        data["error"] = f"grader exit code {code} ({meaning})"
+    if "error" in data:
+        data["error"] += f"; full log: {log}"
     return data
 
 
 def _cmd_grade_all(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from autograder.runner import load_deadline
+
     if args.jobs < 1:
         raise ValueError(f"--jobs: expected a positive number, got {args.jobs}")
     if not args.submissions_dir.is_dir():
@@ -126,35 +178,46 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     rubric = load_rubric(args.rubric)
     submissions = sorted(p for p in args.submissions_dir.iterdir() if not p.name.startswith("."))
-    timeout_s = sum(e.timeout_s for e in rubric) + GRADE_ALL_MARGIN_S
+    deadline = args.deadline if args.deadline is not None else load_deadline(args.rubric)
+    timeout_s = deadline + GRADE_ALL_MARGIN_S
     argv = _grading_argv(args)
-    with tempfile.TemporaryDirectory(prefix="rcnn-grade-all-") as tmp:
-        results_dir = args.results_dir or Path(tmp)
-        results_dir.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = {
-                sub: pool.submit(_grade_one, sub, results_dir / f"{sub.name}.results.json", argv, timeout_s)
-                for sub in submissions
-            }
-            rows = []
-            for sub, future in futures.items():
-                try:
-                    data = future.result()
-                except Exception as exc:  # one bad submission never stops the batch
-                    data = {"error": f"{type(exc).__name__}: {exc}"}
-                rows.append(_gradebook_row(sub.name, data, [e.id for e in rubric]))
-                print(f"{sub.name}: {rows[-1]['total']} {rows[-1]['error']}".rstrip())
+    results_dir = args.results_dir or args.out.parent / f"{args.out.stem}_results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool, tqdm(total=len(submissions), unit="submission") as bar:
+        futures = {pool.submit(_grade_one, sub, results_dir / results_folder_name(sub), argv, timeout_s): sub for sub in submissions}
+        for future in as_completed(futures):
+            sub = futures[future]
+            try:
+                data = future.result()
+            except Exception as exc:  # one bad submission never stops the batch; reported below
+                data = {"error": f"{type(exc).__name__}: {exc}"}
+            rows[sub.name] = _gradebook_row(sub.name, data, [e.id for e in rubric])
+            bar.set_postfix_str(f"{sub.name}: {rows[sub.name]['total'] or 'ERROR'}")
+            bar.update()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["submission", "total", *[e.id for e in rubric], "error"])
         writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out} ({len(rows)} submissions)")
+        writer.writerows(rows[s.name] for s in submissions)
+    failed = [name for name, row in rows.items() if row["error"]]
+    print(f"wrote {args.out} ({len(rows)} submissions); results, pictures and logs in {results_dir}/<submission>/")
+    for name in sorted(failed):
+        print(f"  {name}: {rows[name]['error']}", file=sys.stderr)
+    if failed:
+        print(f"rcnn-kit grade-all: {len(failed)} of {len(rows)} submissions were not graded normally (see above)",
+              file=sys.stderr)
+        return EXIT_BATCH_ERRORS
     return 0
 
 
+def results_folder_name(submission: Path) -> str:
+    """A results folder name for ``submission`` (its file name without a .zip suffix)."""
+    return submission.name[: -len(".zip")] if submission.name.lower().endswith(".zip") else submission.name
+
+
 def _gradebook_row(name: str, data: dict[str, Any], ids: list[str]) -> dict[str, Any]:
-    row: dict[str, Any] = {"submission": name, "total": "", "error": str(data.get("error", ""))[:CSV_ERROR_CHARS]}
+    row: dict[str, Any] = {"submission": name, "total": "", "error": str(data.get("error", ""))}
     if "tests" in data:
         row["total"] = data.get("score", "")
         by_id = {t["tags"][0]: t["score"] for t in data["tests"] if t.get("tags")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from typing import Any
 from autograder import isolation
 from rcnn_kit.course import REFERENCE_DIR, rmtree
 from autograder.results import build_results, write_artifacts, write_results
-from autograder.runner import AUTOGRADER_DIR, DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, GradeSettings, load_rubric, run_checks
+from autograder.runner import (
+    AUTOGRADER_DIR, DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, NOT_RUN_TEXT, GradeSettings, load_deadline, load_rubric, run_checks,
+)
 from autograder.sandbox import SandboxLimits
 from autograder.intake import load_submission
 
@@ -32,6 +35,12 @@ ARTIFACTS_DIR = "artifacts"
 
 #: Exit code of ``rcnn-kit grade`` when the grader itself failed (results.json still written).
 EXIT_INFRASTRUCTURE = 3
+#: Exit code when the deadline stopped grading before every group ran (results.json still written).
+EXIT_DEADLINE = 4
+#: Seconds before the deadline by which every sandbox call must have ended (time to tear down and write).
+RESULTS_MARGIN_S = 15.0
+#: Seconds before the deadline at which the watchdog writes results.json itself and exits.
+WATCHDOG_MARGIN_S = 3.0
 
 
 @dataclass
@@ -48,6 +57,9 @@ class GradeOptions:
     unprivileged: bool = False
     keyword: str | None = None
     limits: SandboxLimits = field(default_factory=SandboxLimits)
+    require_isolation: bool = False  # refuse to grade when bubblewrap cannot confine children
+    deadline_s: float | None = None  # default: the rubric's [grading] deadline_s
+    artifacts_dir: Path | None = None  # default: artifacts/ beside results.json
 
 
 def resolve_device(device: str) -> str:
@@ -68,27 +80,61 @@ def resolve_device(device: str) -> str:
 
 
 def secret_paths(options: GradeOptions) -> list[Path]:
-    """Folders the sandbox user must not read: the kit's source tree parts, reference, checks, results.
+    """What a child must never see: reference, hidden checks, rubric, results, the course
+    checkout and the folder the submission came from (other students' files).
 
-    A folder that contains the Python installation or the temp dir is never listed (the
-    child needs them); in a source checkout every other top-level folder is listed.
+    bubblewrap mounts none of them; these are the paths it must also cover when they lie
+    inside a mounted runtime folder (see :func:`autograder.bubblewrap.build_argv`).
     """
-    needed = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(os.path.realpath(sys.executable)),
-              Path(tempfile.gettempdir()).resolve()]
-    candidates = [AUTOGRADER_DIR, options.reference_dir.resolve().parent, options.checks_dir.resolve(),
-                  options.rubric.resolve().parent, options.results.resolve().parent]
+    paths = [options.reference_dir, options.checks_dir, options.rubric.parent, options.results.parent,
+             AUTOGRADER_DIR, options.submission.parent]
     if (SOURCE_ROOT / "pyproject.toml").exists():
-        candidates += [p for p in SOURCE_ROOT.iterdir() if p.is_dir() and not p.is_symlink()]
-    safe = []
-    for path in candidates:
-        if any(n == path or path in n.parents for n in needed) or path in safe:
-            continue
-        safe.append(path)
-    return safe
+        paths.append(SOURCE_ROOT)
+    unique: list[Path] = []
+    for path in paths:
+        resolved = Path(os.path.abspath(path))
+        if resolved not in unique and resolved != Path("/"):
+            unique.append(resolved)
+    return unique
+
+
+class _Deadline:
+    """Writes a valid results.json and ends the grader if grading overruns its deadline.
+
+    Every sandbox call already stops at :attr:`GradeSettings.deadline`; this is the last
+    line for the grader's own work, so a platform that kills the container at its limit
+    always finds results.json.
+    """
+
+    def __init__(self, at_s: float, results: Path, max_points: dict[str, tuple[str, float]], start: float) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer = threading.Timer(max(at_s - (time.monotonic() - start), 0.0), self._fire, args=(results, max_points, start))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self, results: Path, max_points: dict[str, tuple[str, float]], start: float) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+            data = build_results(None, [], infrastructure_error="the grading deadline was reached before grading ended",
+                                 max_points=max_points, execution_time=time.monotonic() - start,
+                                 not_graded_reason=NOT_RUN_TEXT)
+            write_results(data, results)
+            print(f"rcnn-kit grade: deadline reached; wrote {results}", file=sys.stderr)
+            os._exit(EXIT_DEADLINE)  # children die with us (--die-with-parent / parent-death signal)
+
+    def finish(self) -> bool:
+        """Stop the watchdog; False when it already fired (the caller must not write)."""
+        with self._lock:
+            self._timer.cancel()
+            done, self._done = self._done, True
+            return not done
 
 
 def grade(options: GradeOptions) -> tuple[dict[str, Any], int]:
-    """Grade ``options.submission`` and write ``options.results``.
+    """Grade ``options.submission`` and write ``options.results`` before the deadline.
 
     Returns:
         (the results dictionary written, exit code: 0, or :data:`EXIT_INFRASTRUCTURE`).
@@ -100,38 +146,50 @@ def grade(options: GradeOptions) -> tuple[dict[str, Any], int]:
     if not options.submission.exists() and not options.submission.is_symlink():
         raise FileNotFoundError(f"submission {options.submission} does not exist")
     scratch = Path(tempfile.mkdtemp(prefix="rcnn-grade-"))
-    os.chmod(scratch, 0o711)  # the sandbox user may pass through to its own folders only
+    os.chmod(scratch, 0o711)  # fallback mode: the sandbox user may pass through to its own folders only
     problems: list[str] = []
+    notes: list[str] = []
     max_points: dict[str, tuple[str, float]] = {}
+    watchdog: _Deadline | None = None
     try:
         max_points = {e.id: (e.name, e.points) for e in load_rubric(options.rubric)}
+        deadline_s = options.deadline_s if options.deadline_s is not None else load_deadline(options.rubric)
+        if deadline_s <= RESULTS_MARGIN_S:
+            raise ValueError(f"deadline: at least {RESULTS_MARGIN_S:g} s are needed, got {deadline_s:g}")
+        watchdog = _Deadline(deadline_s - WATCHDOG_MARGIN_S, options.results, max_points, start)
         device = resolve_device(options.device)
         identity = isolation.sandbox_identity(unprivileged=options.unprivileged)
-        if identity.privileged:
-            isolation.protect_paths(secret_paths(options))
+        confinement = isolation.choose_confinement(identity, require=options.require_isolation,
+                                                   secrets=tuple(secret_paths(options)))
+        notes += [confinement.describe(), f"device: {device}; deadline: {deadline_s:g} s; identity: "
+                  + (f"uid {identity.uid}" if identity.privileged else "the grader's own user")]
         submission = load_submission(options.submission, scratch / "submission")
         problems = submission.problems
         settings = GradeSettings(
             reference_dir=options.reference_dir, checks_dir=options.checks_dir, rubric_path=options.rubric,
             device=device, skip_overfit=options.skip_overfit, limits=options.limits, identity=identity,
-            keyword=options.keyword,
+            keyword=options.keyword, confinement=confinement, deadline=start + deadline_s - RESULTS_MARGIN_S,
         )
         children = scratch / "children"
         children.mkdir()
         run = run_checks(settings, submission.found, children)
         if run.pytest_exit_code not in (0, 1, 5) or run.collect_errors:
             raise RuntimeError(f"pytest exited with code {run.pytest_exit_code}; collection errors: {run.collect_errors}")
-        results = build_results(run, problems, execution_time=time.monotonic() - start)
-        for path in write_artifacts(run, options.results.resolve().parent / ARTIFACTS_DIR):
+        results = build_results(run, problems, execution_time=time.monotonic() - start, notes=notes)
+        artifacts = options.artifacts_dir or options.results.resolve().parent / ARTIFACTS_DIR
+        for path in write_artifacts(run, artifacts):
             print(f"wrote {path}")
-        code = 0
-    except Exception:
-        results = build_results(None, problems, infrastructure_error=traceback.format_exc(),
-                                max_points=max_points, execution_time=time.monotonic() - start)
+        code = EXIT_DEADLINE if any(g.not_run_reason for g in run.groups) else 0
+    except Exception as exc:
+        refused = isinstance(exc, isolation.IsolationUnavailable)
+        results = build_results(None, problems, infrastructure_error=str(exc) if refused else traceback.format_exc(),
+                                max_points=max_points, execution_time=time.monotonic() - start, notes=notes,
+                                not_graded_reason="not graded: the grading machine cannot isolate student code; your instructor has been told" if refused else None)
         code = EXIT_INFRASTRUCTURE
     finally:
         rmtree(scratch)
-    write_results(results, options.results)
+    if watchdog is None or watchdog.finish():
+        write_results(results, options.results)
     return results, code
 
 

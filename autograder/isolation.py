@@ -1,14 +1,21 @@
-"""Operating-system side of the sandbox: who the child runs as, and ending its processes.
+"""Operating-system side of the sandbox: how the child is confined, who it runs as, ending it.
 
-Two modes:
+Confinement (:func:`choose_confinement`): **bubblewrap** whenever ``bwrap`` works on the
+machine (:mod:`autograder.bubblewrap`: the child sees only the Python runtime and its own
+folders, in its own PID and network namespaces); otherwise the **fallback** below, which
+the instructor log names with its reason (``--require-isolation`` refuses to grade
+instead). In the fallback the child can read every world-readable file of the machine.
+Permissions of the course folders are never changed.
+
+Identity, in both confinements:
 
 - **root** (Gradescope, CI): the child drops to a dedicated unprivileged uid. Each grader
   process holds one *slot* (an exclusive ``flock``), so graders running in parallel get
   different uids: slot 0 is the ``rcnn-sandbox`` user (uid 3700000 when it does not exist; never a shared account such as ``nobody``),
   slot ``k > 0`` is the numeric uid ``SLOT_UID_BASE + k`` (no passwd entry needed).
   Ending a check kills every process of that uid (``kill(-1)`` from a helper that took
-  the uid), which catches processes that called ``setsid`` or double-forked.
-  Secret folders (reference, hidden checks, results) are made unreadable to others.
+  the uid), which catches processes that called ``setsid`` or double-forked (with
+  bubblewrap the PID namespace already ended them: this is a second line).
 - **unprivileged** (an instructor's laptop): no uid switch. The grader becomes a child
   subreaper, so orphans re-parent to it, and ending a check kills every descendant of the
   child plus every new orphan. Student code runs as the instructor here: use it only for
@@ -22,11 +29,12 @@ import fcntl
 import os
 import pwd
 import signal
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from autograder import bubblewrap
 
 #: Name of the sandbox user created by ``useradd --system --no-create-home rcnn-sandbox``.
 SANDBOX_USER = "rcnn-sandbox"
@@ -53,6 +61,50 @@ class Identity:
     @property
     def privileged(self) -> bool:
         return self.uid is not None
+
+
+#: Confinement modes, strongest first.
+CONFINEMENTS = ("bubblewrap", "fallback")
+
+
+class IsolationUnavailable(RuntimeError):
+    """``--require-isolation`` was given and bubblewrap cannot confine children here."""
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """How children are confined.
+
+    Attributes:
+        mode: ``"bubblewrap"`` or ``"fallback"`` (see the module docstring).
+        reason: why bubblewrap is not used (empty in bubblewrap mode).
+        secrets: paths that must stay hidden from children even inside mounted folders.
+    """
+
+    mode: str
+    reason: str = ""
+    secrets: tuple[Path, ...] = ()
+
+    @property
+    def bubblewrap(self) -> bool:
+        return self.mode == "bubblewrap"
+
+    def describe(self) -> str:
+        """One line for the instructor log."""
+        if self.bubblewrap:
+            return "isolation: bubblewrap (own mount, PID and network namespaces; only the Python runtime and its own folders are visible)"
+        return (f"isolation: FALLBACK ({self.reason}): rlimits, uid switch and network namespace when root, but the "
+                "child can read every world-readable file of this machine; install bubblewrap or grade with --require-isolation")
+
+
+def choose_confinement(identity: "Identity", *, require: bool = False, secrets: tuple[Path, ...] = ()) -> Confinement:
+    """Bubblewrap when it works here, else the fallback (or :class:`IsolationUnavailable` when ``require``)."""
+    ok, why = bubblewrap.availability(identity.privileged)
+    if ok:
+        return Confinement("bubblewrap", "", tuple(secrets))
+    if require:
+        raise IsolationUnavailable(f"--require-isolation: bubblewrap cannot confine children on this machine: {why}")
+    return Confinement("fallback", why, tuple(secrets))
 
 
 _identity: Identity | None = None
@@ -229,24 +281,3 @@ def _reap_zombie_children(exclude: set[int] | None = None, uid: int | None = Non
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:  # already reaped elsewhere
                 continue
-
-
-def protect_paths(paths: list[Path]) -> list[Path]:
-    """Root mode: remove "other" access from ``paths`` so the sandbox uid cannot read them.
-
-    Only the given directories' own modes change (a directory without ``x`` for others
-    cannot be entered, which hides everything below it). The change is left in place: it
-    is harmless to the owner, and graders running in parallel rely on it.
-
-    Returns:
-        The paths whose mode was changed.
-    """
-    changed = []
-    for path in paths:
-        if not path.exists() or path.is_symlink():
-            continue
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o007:
-            os.chmod(path, mode & ~0o007)
-            changed.append(path)
-    return changed

@@ -47,6 +47,8 @@ def group_entry(group: GroupResult) -> dict[str, Any]:
     entry = group.entry
     if group.skipped_reason is not None:
         output = group.skipped_reason
+    elif group.not_run_reason is not None:
+        output = group.not_run_reason + (f" ({group.passed}/{group.counted} cases had run)" if group.counted else "")
     elif group.counted == 0:
         output = "no checks ran for this part"
     else:
@@ -64,7 +66,8 @@ def group_entry(group: GroupResult) -> dict[str, Any]:
     score = round(group.score, 6)
     test = {
         "name": entry.name, "score": score, "max_score": entry.points,
-        "status": "passed" if group.counted and group.failed == 0 and group.skipped_reason is None else "failed",
+        "status": "passed" if group.counted and group.failed == 0 and group.skipped_reason is None
+        and group.not_run_reason is None and group.zero_reason is None else "failed",
         "output": _clip(output), "visibility": "visible", "tags": [entry.id],
     }
     if group.feedback_md:  # Markdown written by the grader (e.g. the overfit loss curve and detections)
@@ -80,6 +83,8 @@ def build_results(
     infrastructure_error: str | None = None,
     max_points: dict[str, tuple[str, float]] | None = None,
     execution_time: float = 0.0,
+    notes: list[str] | None = None,
+    not_graded_reason: str | None = None,
 ) -> dict[str, Any]:
     """Assemble the results dictionary.
 
@@ -89,12 +94,15 @@ def build_results(
         infrastructure_error: a grader failure; everything scores 0 and the message says so.
         max_points: rubric id -> (name, points), used to list every entry at 0 when ``run`` is None.
         execution_time: seconds the grading took.
+        notes: lines for the top of the instructor log (isolation mode, device, deadline).
+        not_graded_reason: what every entry shows when ``run`` is None (default: says why from
+            ``infrastructure_error``).
 
     Returns:
         A dictionary that passes :func:`validate_results`.
     """
     tests: list[dict[str, Any]] = []
-    log: list[str] = []
+    log: list[str] = list(notes or [])
     if run is not None:
         tests = [group_entry(g) for g in run.groups]
         for group in run.groups:
@@ -106,7 +114,8 @@ def build_results(
         log += [f"ignored {n} check(s) with rubric id {rid!r} (not in the rubric)" for rid, n in run.ignored.items()]
         log += [f"check collection error: {line}" for line in run.collect_errors]
     elif max_points:
-        reason = "not graded: " + ("internal grader error" if infrastructure_error else "the submission could not be used")
+        reason = not_graded_reason or "not graded: " + (
+            "internal grader error" if infrastructure_error else "the submission could not be used")
         tests = [
             {"name": name, "score": 0.0, "max_score": points, "status": "failed", "output": reason,
              "visibility": "visible", "tags": [rid]}

@@ -38,7 +38,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10 (e.g. Ubuntu 22.04 Gradescope images)
     import tomli as tomllib  # type: ignore[no-redef]
 
-from autograder.isolation import Identity
+from autograder.isolation import Confinement, Identity
 from autograder.scoring import EDGE_MARK, NOT_IMPLEMENTED, CaseTally, group_fraction
 from rcnn_kit.course import RUBRIC_KINDS, rmtree
 from autograder.sandbox import Group, SandboxClient, SandboxInfraError, SandboxLimits, StudentError
@@ -48,6 +48,10 @@ PLUGIN_NAME = "rcnn_autograder"
 AUTOGRADER_DIR = Path(__file__).resolve().parent
 DEFAULT_CHECKS_DIR = AUTOGRADER_DIR / "checks"
 DEFAULT_RUBRIC = AUTOGRADER_DIR / "rubric.toml"
+#: Seconds a group needs at least before the deadline to be started at all.
+MIN_GROUP_START_S = 10.0
+#: Student-visible reason of a group the deadline left no time for.
+NOT_RUN_TEXT = "not run: time budget (grading stopped at its deadline; not your fault, ask your instructor)"
 #: Student-visible text of a grader error inside a check.
 GRADER_ERROR_TEXT = "internal grader error in this check (reported to the instructor; not your fault)"
 #: Longest student-visible failure line (characters).
@@ -69,6 +73,23 @@ class RubricEntry:
 
     def group(self) -> Group:
         return Group(self.id, self.student_modules, self.reference_modules, self.timeout_s, self.kind)
+
+
+#: Default of ``[grading] deadline_s`` when a rubric has none (seconds).
+DEFAULT_DEADLINE_S = 540.0
+
+
+def load_deadline(path: Path) -> float:
+    """``[grading] deadline_s`` of a rubric file (default :data:`DEFAULT_DEADLINE_S`).
+
+    Raises:
+        ValueError: the value is not a positive number.
+    """
+    with Path(path).open("rb") as fh:
+        value = tomllib.load(fh).get("grading", {}).get("deadline_s", DEFAULT_DEADLINE_S)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{path} [grading] deadline_s: expected a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def load_rubric(path: Path) -> list[RubricEntry]:
@@ -134,6 +155,8 @@ class GroupResult:
     @property
     def score(self) -> float:
         """Points earned (:func:`autograder.scoring.group_fraction`: edge cases and unfinished code earn nothing)."""
+        if self.not_run_reason is not None:
+            return 0.0
         return self.entry.points * group_fraction(self.tally)[0]
 
     @property
@@ -154,6 +177,8 @@ class GradeSettings:
     limits: SandboxLimits = SandboxLimits()
     identity: Identity | None = None
     keyword: str | None = None  # pytest -k expression (reduced runs in the kit's tests)
+    confinement: Confinement | None = None  # default: isolation.choose_confinement(identity)
+    deadline: float | None = None  # time.monotonic() by which every child must be gone (None: no deadline)
 
 
 class GraderPlugin:
@@ -176,6 +201,7 @@ class GraderPlugin:
         self._item_failures: dict[str, tuple[str, str | None]] = {}
         self._skipped: set[str] = set()
         self._not_implemented: set[str] = set()
+        self._started: set[str] = set()
         self.collect_errors: list[str] = []
         self._reference: ModuleType | None = None
         if settings.skip_overfit:
@@ -222,7 +248,8 @@ class GraderPlugin:
             group, self.files, reference_dir=self.settings.reference_dir,
             scratch_root=self.scratch_root, limits=self.settings.limits,
             identity=self.settings.identity, device=self.settings.device,
-            cpu_budget_s=self._run_budget(rid),
+            cpu_budget_s=self._run_budget(rid), confinement=self.settings.confinement,
+            hard_deadline=self.settings.deadline,
         )
         return self.clients[rid]
 
@@ -269,6 +296,8 @@ class GraderPlugin:
                 if isinstance(file_name, str) and isinstance(data, bytes):
                     result.artifacts.append((Path(file_name).name, data))
         edge = item.get_closest_marker(EDGE_MARK) is not None
+        if self.settings.deadline is not None and time.monotonic() >= self.settings.deadline:
+            result.not_run_reason = NOT_RUN_TEXT  # cut short: the group's evidence is incomplete
         if item.nodeid in self._item_failures:
             shown, note = self._item_failures.pop(item.nodeid)
             result.failed += 1
@@ -286,6 +315,20 @@ class GraderPlugin:
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.collect_errors.append(f"{report.nodeid}: {report.longreprtext}")
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Skip the items of a group once the deadline leaves it no time (it scores 0, "not run")."""
+        if self.settings.deadline is None:
+            return
+        result = self.results.get(rubric_id(item) or "")
+        if result is None:
+            return
+        starting = result.counted == 0 and item.nodeid not in self._started
+        self._started.add(item.nodeid)
+        left = self.settings.deadline - time.monotonic()
+        if result.not_run_reason is not None or (starting and left < MIN_GROUP_START_S) or left <= 0:
+            result.not_run_reason = NOT_RUN_TEXT
+            pytest.skip(NOT_RUN_TEXT)
 
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         rid = rubric_id(item)

@@ -52,10 +52,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from autograder import isolation
+from autograder import bubblewrap, isolation
 from autograder.sandboxed import HARNESS_PACKAGE, wire
 from autograder.sandboxed.child import LAUNCH
-from autograder.isolation import Identity
+from autograder.isolation import Confinement, Identity
 
 #: Error kinds a student-caused failure can have (see docs/AUTOGRADER_DESIGN.md).
 STUDENT_ERROR_KINDS = ("import", "exception", "timeout", "crash", "memory", "bad_output", "forbidden")
@@ -67,6 +67,8 @@ SCRUB_MIN_CHARS = 12
 STARTUP_ALLOWANCE_S = 60.0
 #: Longest wait for the drain threads at a group switch (seconds).
 OUTPUT_SETTLE_S = 0.5
+#: bubblewrap reports a child killed by signal N as exit status BWRAP_SIGNAL_BASE + N (as shells do).
+BWRAP_SIGNAL_BASE = 128
 #: Seconds of wall clock a restarted child needs at least to be worth starting.
 MIN_RESTART_BUDGET_S = 5.0
 #: The code that runs inside the sandbox: copied into each child's harness folder.
@@ -199,6 +201,8 @@ class SandboxClient:
         device: str = "cpu",
         probe_files: Sequence[Path] | None = None,
         cpu_budget_s: float | None = None,
+        confinement: Confinement | None = None,
+        hard_deadline: float | None = None,
     ) -> None:
         """
         Args:
@@ -214,6 +218,9 @@ class SandboxClient:
             cpu_budget_s: seconds of CPU time a child may use before RLIMIT_CPU ends it, on top
                 of :data:`STARTUP_ALLOWANCE_S` (default: ``group.timeout_s``). A child shared by
                 several groups (:meth:`switch_group`) needs the sum of their budgets.
+            confinement: bubblewrap or the fallback (default: :func:`isolation.choose_confinement`).
+            hard_deadline: ``time.monotonic()`` after which no call may run, whatever the group's
+                budget (the whole grading run's deadline); None for none.
         """
         for module in (*group.student_modules, *group.reference_modules):
             if module not in KNOWN_MODULES:
@@ -226,6 +233,7 @@ class SandboxClient:
         self.scratch_root = Path(scratch_root)
         self.limits = limits
         self.identity = identity if identity is not None else isolation.sandbox_identity()
+        self.confinement = confinement if confinement is not None else isolation.choose_confinement(self.identity)
         self.device = device
         self.probe_files = list(probe_files) if probe_files is not None else default_probe_files()
         self.cpu_budget_s = float(cpu_budget_s) if cpu_budget_s is not None else group.timeout_s
@@ -234,6 +242,7 @@ class SandboxClient:
         self.facts: dict[str, Any] = {}
         self.events: list[str] = []
         self.deadline: float | None = None  # set when the first child is ready
+        self.hard_deadline = hard_deadline
         self._proc: subprocess.Popen[bytes] | None = None
         self._fds: tuple[int, int] | None = None
         self._threads: list[threading.Thread] = []
@@ -242,7 +251,7 @@ class SandboxClient:
         self._broken: str | None = None  # set when a child could not start: no more tries
         self._starts = 0
         self._scrub_lines = _reference_lines(self.reference_dir, group.reference_modules)
-        if self.identity.privileged:
+        if self.identity.privileged and not self.confinement.bubblewrap:  # the child walks host paths itself
             _check_reachable(self.scratch_root)
         isolation.become_subreaper()
 
@@ -276,9 +285,12 @@ class SandboxClient:
         payload = wire.encode_arrays(arrays)
         req_fd, resp_fd = self._fds
         try:
-            wire.send_frame(req_fd, {"op": "call", "probe": probe, "params": params}, payload, self.deadline)
-            header, body = wire.recv_frame(resp_fd, self.deadline)
+            wire.send_frame(req_fd, {"op": "call", "probe": probe, "params": params}, payload, self._call_deadline())
+            header, body = wire.recv_frame(resp_fd, self._call_deadline())
         except wire.WireTimeout:
+            if self.hard_deadline is not None and time.monotonic() >= self.hard_deadline:
+                self._kill("the grading run's deadline was reached")
+                raise StudentError("timeout", "grading stopped at its deadline during this check (not your fault)") from None
             self._kill(f"time limit of {self.group.timeout_s:g} s for this group reached")
             raise StudentError("timeout", f"your code did not finish within this group's {self.group.timeout_s:g} s time limit") from None
         except wire.WireClosed:
@@ -326,7 +338,7 @@ class SandboxClient:
             self.log = CapturedOutput(self.limits.output_bytes)
         self.events = []
         alive = self._proc is not None
-        self.facts = {k: v for k, v in self.facts.items() if k in ("uid", "network_isolated")}
+        self.facts = {k: v for k, v in self.facts.items() if k in ("uid", "network_isolated", "isolation")}
         self.facts.update(starts=0, shared_child=alive)
         self._starts = 0
         self._dead_reason = None
@@ -340,8 +352,14 @@ class SandboxClient:
         self.close()
 
     # ------------------------------------------------------------------ child lifecycle
+    def _call_deadline(self) -> float | None:
+        """The earlier of the group's budget and the whole run's deadline."""
+        ends = [d for d in (self.deadline, self.hard_deadline) if d is not None]
+        return min(ends) if ends else None
+
     def _remaining(self) -> float:
-        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+        end = self._call_deadline()
+        return float("inf") if end is None else end - time.monotonic()
 
     def _start(self) -> None:
         self._starts += 1
@@ -355,33 +373,48 @@ class SandboxClient:
         work.mkdir(mode=0o700)
         if self.identity.uid is not None:
             os.chown(work, self.identity.uid, self.identity.gid if self.identity.gid is not None else self.identity.uid)
+        config_path = root / "config.json"
+        wrapped = self.confinement.bubblewrap
+        # Paths as the child sees them: inside bubblewrap its folders are mounted under /sandbox.
+        inside_pkg = Path(bubblewrap.PACKAGE_ROOT) / PACKAGE_NAME if wrapped else pkg
+        inside_work = Path(bubblewrap.WORK_DIR) if wrapped else work
+        inside_harness = Path(bubblewrap.HARNESS_DIR) if wrapped else harness
+        inside_config = Path(bubblewrap.CONFIG_FILE) if wrapped else config_path
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         config = {
-            "parent_pid": os.getpid(), "req_fd": req_r, "resp_fd": resp_w,
+            # bubblewrap's --die-with-parent replaces the parent check (the child's parent is bwrap's init)
+            "parent_pid": None if wrapped else os.getpid(), "req_fd": req_r, "resp_fd": resp_w,
             "uid": self.identity.uid, "gid": self.identity.gid,
-            "isolate_network": self.identity.privileged, "package_dir": str(pkg),
+            "isolate_network": self.identity.privileged and not wrapped, "package_dir": str(inside_pkg),
             "modules": [*self.group.student_modules, *self.group.reference_modules],
             "probe_modules": [f"{HARNESS_PACKAGE}.{p.stem}" for p in self.probe_files if _preloads(p, self.group.kind)],
             "lazy_probe_modules": [f"{HARNESS_PACKAGE}.{p.stem}" for p in self.probe_files if not _preloads(p, self.group.kind)],
             "preimport": list(OPTIONAL_PREIMPORT) if self._needs_torchvision() else [],
             "threads": self.limits.threads,
-            "work_dir": str(work), "limits": self._rlimits(),
+            "work_dir": str(inside_work), "limits": self._rlimits(),
         }
-        config_path = root / "config.json"
         config_path.write_text(json.dumps(config, indent=1))
+        os.chmod(config_path, 0o644)
         env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(inside_work), "TMPDIR": str(inside_work),
             "LANG": "C.UTF-8", "OMP_NUM_THREADS": str(self.limits.threads),
             "MKL_NUM_THREADS": str(self.limits.threads), "RCNN_KIT_OFFLINE": "1",
             "RCNN_GRADE_DEVICE": self.device,
         }
         if self.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
+        elif os.environ.get("LD_LIBRARY_PATH"):  # CUDA driver libraries on some images
+            env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
+        command = [sys.executable, "-I", "-B", "-c", LAUNCH, str(inside_harness), str(inside_config)]
+        if wrapped:
+            folders = bubblewrap.HostFolders(harness=harness, package_root=pkg.parent, work=work, config=config_path)
+            command = bubblewrap.build_argv(folders, command, privileged=self.identity.privileged,
+                                            cuda=self.device == "cuda", secrets=self.confinement.secrets)
         self._baseline_children = isolation.children_of(os.getpid())
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-c", LAUNCH, str(harness), str(config_path)],
+                command,
                 cwd=str(work), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, pass_fds=(req_r, resp_w), close_fds=True,
             )
@@ -395,14 +428,15 @@ class SandboxClient:
         ]
         for thread in self._threads:
             thread.start()
-        startup_deadline = time.monotonic() + STARTUP_ALLOWANCE_S
+        startup_deadline = min(time.monotonic() + STARTUP_ALLOWANCE_S, self.hard_deadline or float("inf"))
         try:
             hello, _ = wire.recv_frame(resp_r, startup_deadline)
         except wire.WireError as exc:
             self._kill("failed to start")
             self._broken = f"sandbox child for group {self.group.id!r} failed to start ({exc}); its output:\n{self.log.text()}"
             raise SandboxInfraError(self._broken) from None
-        self.facts.update(uid=hello.get("uid"), network_isolated=bool(hello.get("network_isolated")), starts=self._starts)
+        self.facts.update(uid=hello.get("uid"), network_isolated=bool(hello.get("network_isolated")), starts=self._starts,
+                          isolation=self.confinement.mode)
         if self.deadline is None:  # the budget starts once the first child is ready
             self.deadline = time.monotonic() + self.group.timeout_s
 
@@ -499,6 +533,8 @@ class SandboxClient:
             except subprocess.TimeoutExpired:  # alive, but it closed its answer pipe
                 self._kill("closed its answer pipe")
                 return StudentError("crash", "the process running your code closed the grader's pipe during this check")
+        if code is not None and self.confinement.bubblewrap and code > BWRAP_SIGNAL_BASE:
+            code = BWRAP_SIGNAL_BASE - code  # bwrap exits with 128 + N when its child died of signal N
         if code == -signal.SIGKILL:
             how = "was killed by signal SIGKILL (often: out of memory)"
         elif code is not None and code < 0:

@@ -29,3 +29,33 @@ def module_loaded(pkg: ModuleType, inputs: dict[str, torch.Tensor], name: str) -
     import sys
 
     return {"loaded": torch.tensor(int(name in sys.modules))}
+
+
+#: Folders a filesystem walk skips (kernel views, not files anyone planted).
+_WALK_SKIP = ("/proc", "/sys", "/dev")
+
+
+def find_files(pkg: ModuleType, inputs: dict[str, torch.Tensor], names: list[str], markers: list[str],
+               limit: int = 200) -> tuple[dict, dict]:
+    """Walk the whole filesystem the child sees for readable files called one of ``names``.
+
+    Returns ``({"count": n}, {"paths": [...], "holding": [...]})``: the paths found, and those
+    whose text contains one of ``markers`` (lines of the reference's solutions): what a
+    student who searches the machine for the reference would get.
+    """
+    import os
+
+    wanted, found = set(names), []
+    for root, dirs, files in os.walk("/", onerror=lambda exc: None):
+        dirs[:] = [d for d in dirs if os.path.join(root, d) not in _WALK_SKIP]
+        for name in wanted.intersection(files):
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as fh:
+                    text = fh.read().decode("utf-8", errors="replace")
+            except OSError:
+                continue
+            found.append((path, any(marker in text for marker in markers)))
+    found.sort()
+    return ({"count": torch.tensor(len(found))},
+            {"paths": [p for p, _ in found][:limit], "holding": [p for p, hit in found if hit][:limit]})

@@ -21,12 +21,14 @@ import pytest
 import torch
 import torchvision
 
-from autograder import isolation
+from autograder import bubblewrap, isolation
 from autograder.sandboxed import wire
-from autograder.grading import GradeOptions, secret_paths
+from autograder.grading import GradeOptions
 from autograder.runner import DEFAULT_CHECKS_DIR
 from autograder.sandbox import Group, SandboxClient, SandboxLimits, StudentError
-from infra_helpers import KIT_TEST_PROBES, REFERENCE_DIR, pid_alive, running_as_root, solution_lines
+from infra_helpers import (
+    IOU_NMS_RUBRIC, KIT_TEST_PROBES, REFERENCE_DIR, hidden_log, pid_alive, running_as_root, score_of, solution_lines,
+)
 
 SLEEPER_PID_FILE = "sleeper.pid"
 CHAMELEON = '''
@@ -124,6 +126,9 @@ def test_values_come_back_equal_to_an_independent_oracle(shared_client: SandboxC
 def test_child_runs_confined(shared_client: SandboxClient) -> None:
     shared_client.call("call_iou", {"boxes1": _boxes(1, 0), "boxes2": _boxes(1, 0)})
     facts = shared_client.facts
+    assert facts["isolation"] == ("bubblewrap" if NO_BWRAP is None else "fallback")
+    if NO_BWRAP is None:
+        assert facts["network_isolated"] is True
     if running_as_root():
         assert facts["uid"] not in (None, 0)
         assert facts["network_isolated"] is True
@@ -189,37 +194,109 @@ def test_timeout_uses_up_the_group_budget(base_dir: Path) -> None:
             assert isolation.processes_of_uid(client.identity.uid) == []  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(not running_as_root(), reason="the privilege drop needs root")
-def test_child_cannot_read_protected_folders(base_dir: Path) -> None:
-    tmp_path = base_dir
-    secret_dir = tmp_path / "secret"
-    secret_dir.mkdir()
-    (secret_dir / "answer.py").write_text("ANSWER = 42\n")
-    public = tmp_path / "public"
-    public.mkdir()
-    (public / "notes.txt").write_text("hello\n")
-    os.chmod(public, 0o755)
-    os.chmod(secret_dir, 0o755)
-    assert isolation.protect_paths([secret_dir]) == [secret_dir]
-    with _client(base_dir) as client:
-        can = lambda p: int(client.call("can_read", {}, path=str(p))["readable"])  # noqa: E731
-        assert can(public / "notes.txt") == 1  # the probe does report readable files
-        assert can(secret_dir / "answer.py") == 0
-        # The grader's own choice of secrets for this checkout hides the reference and the checks.
-        isolation.protect_paths(secret_paths(GradeOptions(submission=REFERENCE_DIR)))
-        assert can(REFERENCE_DIR / "iou.py") == 0
-        assert can(DEFAULT_CHECKS_DIR / "conftest.py") == 0
+#: Why the bubblewrap tests cannot run here (None when they can).
+NO_BWRAP = None if bubblewrap.availability(running_as_root())[0] else bubblewrap.availability(running_as_root())[1]
+needs_bwrap = pytest.mark.skipif(NO_BWRAP is not None, reason=f"bubblewrap cannot confine children here: {NO_BWRAP}")
+
+
+@pytest.fixture
+def planted_references() -> Iterator[list[Path]]:
+    """World-readable copies of the reference where careless machines keep them.
+
+    The system temp folder, $HOME and a sibling of this checkout, each in a uniquely named
+    folder this test makes and removes (other checkouts on the machine are none of its business).
+    """
+    roots = [Path(tempfile.gettempdir()), Path.home(), REFERENCE_DIR.parents[2]]
+    planted = []
+    try:
+        for root in roots:
+            folder = Path(tempfile.mkdtemp(prefix="rcnn-planted-", dir=root))
+            os.chmod(folder, 0o755)
+            copy = folder / "course" / "solutions" / "faster_rcnn"
+            shutil.copytree(REFERENCE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+            for path in [folder / "course", folder / "course" / "solutions", *copy.rglob("*"), copy]:
+                os.chmod(path, 0o755 if path.is_dir() else 0o644)
+            planted.append(copy / "iou.py")
+        yield planted
+    finally:
+        for path in planted:
+            shutil.rmtree(path.parents[3], ignore_errors=True)
+
+
+@needs_bwrap
+def test_bubblewrap_child_finds_no_reference_anywhere(base_dir: Path, planted_references: list[Path]) -> None:
+    assert all(p.is_file() and p.stat().st_mode & 0o004 for p in planted_references)
+    with _client(base_dir, reference_modules=()) as client:
+        names = ["iou.py", "nms.py", "anchors.py", "deltas.py", "rpn.py", "detector.py", "test_iou.py", "rubric.toml"]
+        markers = [line for module in ("iou", "nms", "rpn") for line in solution_lines(module)]
+        out = client.call("find_files", {}, names=names, markers=markers)
+        assert client.facts["isolation"] == "bubblewrap"
+        assert out.meta["holding"] == [], out.meta["holding"]  # no copy of the reference anywhere
+        # Besides its own file, only libraries' files of the same names (torchmetrics has an iou.py).
+        runtime = tuple(str(p) + "/" for p in bubblewrap.runtime_dirs())
+        others = [p for p in out.meta["paths"] if p != "/sandbox/pkg/faster_rcnn/iou.py"]
+        assert all(p.startswith(runtime) or p.startswith("/usr/") for p in others), others
+        assert not any(p.endswith(("test_iou.py", "rubric.toml")) for p in out.meta["paths"])
+        for path in planted_references + [REFERENCE_DIR / "iou.py", DEFAULT_CHECKS_DIR / "conftest.py"]:
+            assert int(client.call("can_read", {}, path=str(path))["readable"]) == 0, path
+
+
+@needs_bwrap
+def test_course_folder_permissions_are_never_changed(tmp_path: Path) -> None:
+    """Grading the reference leaves every folder of the checkout with the mode it had."""
+    from autograder.grading import grade
+
+    def modes() -> dict[Path, int]:
+        root = REFERENCE_DIR.parents[1]
+        return {p: p.stat().st_mode for p in [root, *root.iterdir(), REFERENCE_DIR, DEFAULT_CHECKS_DIR] if p.is_dir()}
+
+    before = modes()
+    submission = tmp_path / "sub"
+    shutil.copytree(REFERENCE_DIR, submission, ignore=shutil.ignore_patterns("__pycache__"))
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(IOU_NMS_RUBRIC)
+    results, code = grade(GradeOptions(submission=submission, results=tmp_path / "results.json", rubric=rubric,
+                                       device="cpu", require_isolation=True))
+    assert code == 0 and results["score"] == 13.0
+    assert "isolation: bubblewrap" in hidden_log(results)
+    assert modes() == before
+
+
+def test_fallback_is_named_and_require_isolation_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autograder.grading import grade
+
+    monkeypatch.setenv(bubblewrap.DISABLE_ENV, "1")
+    bubblewrap.availability.cache_clear()
+    try:
+        submission = tmp_path / "sub"
+        shutil.copytree(REFERENCE_DIR, submission, ignore=shutil.ignore_patterns("__pycache__"))
+        rubric = tmp_path / "rubric.toml"
+        rubric.write_text(IOU_NMS_RUBRIC)
+        options = GradeOptions(submission=submission, results=tmp_path / "refused.json", rubric=rubric, device="cpu",
+                               keyword="test_iou_", require_isolation=True)
+        refused, code = grade(options)
+        assert code == 3 and refused["score"] == 0.0
+        assert all("cannot isolate student code" in t["output"] for t in refused["tests"] if t.get("tags"))
+        assert "--require-isolation" in hidden_log(refused)
+        options.require_isolation, options.results = False, tmp_path / "fallback.json"
+        graded, code = grade(options)
+        assert code == 0 and score_of(graded, "iou") == 6.0
+        assert "isolation: FALLBACK" in hidden_log(graded)
+    finally:
+        bubblewrap.availability.cache_clear()
 
 
 @pytest.mark.parametrize("unprivileged", [False, True], ids=["as_root_if_possible", "unprivileged"])
 def test_detached_sleeper_does_not_outlive_the_check(base_dir: Path, unprivileged: bool) -> None:
     client = _client(base_dir, unprivileged=unprivileged)
     client.call("call_iou", {"boxes1": _boxes(2, 19, first=-7), "boxes2": _boxes(2, 20)})
-    pid_file = next((base_dir / "scratch").glob(f"group-iou-*/work/{SLEEPER_PID_FILE}"))
-    pid = int(pid_file.read_text())
-    assert pid_alive(pid)
+    assert next((base_dir / "scratch").glob(f"group-iou-*/work/{SLEEPER_PID_FILE}")).is_file()
+    assert client._proc is not None
+    # Host pids of the child and the setsid'd grandchild (the intermediate fork is a zombie by now).
+    tree = [pid for pid in isolation.descendants_of(client._proc.pid) if pid_alive(pid)]
+    assert len(tree) >= 2
     client.close()
-    assert not pid_alive(pid)
+    assert not [pid for pid in tree if pid_alive(pid)]
 
 
 def _npz(arrays: dict, compress: bool = False, pickle_ok: bool = False) -> bytes:

@@ -1,11 +1,17 @@
-"""Hostile: start a detached sleeper (setsid + double fork) that should outlive the check."""
+"""Hostile: start a detached sleeper (setsid + double fork) that should outlive the check.
 
+The sleeper renames itself ``rcnnslp<8 hex>`` (random, so concurrent test runs cannot mix
+their sleepers up) and prints that name, which reaches the instructor-only log; the kit's
+test then looks for a live process of that name on the host.
+"""
+
+import ctypes
 import os
 import time
 
 import torch
 
-PID_FILE = "/tmp/rcnn_kit_hostile_sleeper.pid"
+_PR_SET_NAME = 15
 _started = False
 
 
@@ -13,8 +19,9 @@ def _detach() -> None:
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
-            with open(PID_FILE, "w") as fh:
-                fh.write(str(os.getpid()))
+            name = f"rcnnslp{os.urandom(4).hex()}"
+            ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode(), 0, 0, 0)
+            print(f"SLEEPER {name}", flush=True)
             time.sleep(3600)
         os._exit(0)
 

