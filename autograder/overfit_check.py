@@ -43,7 +43,7 @@ DETECTION_PREFIX = "det."
 NON_LOSS_KEYS = ("lr", "grad_norm")
 #: The history entry holding the sum of the losses.
 TOTAL_LOSS = "total"
-#: Most detections per image accepted from the child (mAP looks at the best 100 anyway).
+#: Most detections per image accepted from the child (bounds the grader's mAP work).
 MAX_DETECTIONS_PER_IMAGE = 1000
 #: Iterations averaged for "loss at the start" and "loss at the end" in the feedback.
 LOSS_WINDOW = 10

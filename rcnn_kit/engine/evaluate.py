@@ -24,10 +24,8 @@ from torch.utils.data import Dataset, Subset
 from rcnn_kit.engine.batching import split_item
 from rcnn_kit.engine.detections import ImagePrediction, stack_predictions
 from rcnn_kit.engine.utils import resolve_device
-from rcnn_kit.engine.voc_ap import VOC_IOU_THRESHOLD, evaluate_voc
+from rcnn_kit.engine.voc_ap import evaluate_voc
 
-#: IoU at which a detection counts as correct (PASCAL VOC's criterion).
-MAP_IOU_THRESHOLD = VOC_IOU_THRESHOLD
 #: The honest name of each ``method`` of :func:`mean_average_precision`.
 METRIC_NAMES: dict[str, str] = {
     "voc": "VOC mAP@0.5 (all-point)",
@@ -44,19 +42,6 @@ DEFAULT_NMS_THRESH = 0.5
 #: ``dataset.eval_ground_truth(index) -> (boxes Tensor[M, 4], classes Tensor[M], difficult Tensor[M] bool)``,
 #: boxes XYXY in the same pixels as the item's image (see :class:`rcnn_kit.data.datasets.VOCXmlDataset`).
 EVAL_GT_METHOD = "eval_ground_truth"
-
-__all__ = [
-    "DEFAULT_NMS_THRESH",
-    "DEFAULT_SCORE_THRESH",
-    "EVAL_GT_METHOD",
-    "ImagePrediction",
-    "MAP_IOU_THRESHOLD",
-    "METRIC_NAMES",
-    "format_map_table",
-    "mean_average_precision",
-    "predict",
-    "split_gt",
-]
 
 
 def split_gt(gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
