@@ -44,6 +44,8 @@ from rcnn_kit.engine.detections import DetectionArrays
 
 #: A detection matches a GT box when their IoU is at least this (PASCAL VOC's criterion).
 VOC_IOU_THRESHOLD = 0.5
+#: Most (detection, GT) pairs whose IoUs are held at once (about 150 bytes each while matching).
+MAX_PAIRS_PER_CHUNK = 2_000_000
 #: Recall thresholds of VOC2007's 11-point AP, exactly k/10.
 ELEVEN_POINT_RECALLS = np.array([k / 10 for k in range(11)], dtype=np.float64)
 
@@ -105,45 +107,76 @@ def paired_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def best_gt_per_detection(arrays: DetectionArrays) -> tuple[np.ndarray, np.ndarray]:
-    """For each detection, its best-overlapping GT box of the same class in the same image.
-
-    Every detection is paired with the same-class GT boxes of its image (found through
-    a ``(image, class)`` key over the GT rows sorted stably, so pairs keep annotation
-    order); all pair IoUs are computed at once and reduced per detection.
+def _best_of_pairs(
+    det_boxes: np.ndarray, pairs_per_det: np.ndarray, first_gt: np.ndarray, gt_by_key: np.ndarray, gt_boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best GT of each detection of a chunk, from all its (detection, same-class GT) pairs at once.
 
     Args:
-        arrays: the set.
+        det_boxes: ``ndarray[D, 4]`` XYXY boxes of the chunk's detections.
+        pairs_per_det: ``ndarray[D]`` number of candidate GT boxes of each.
+        first_gt: ``ndarray[D]`` position in ``gt_by_key`` of each one's first candidate.
+        gt_by_key: ``ndarray[G]`` GT rows grouped by (image, class), annotation order kept.
+        gt_boxes: ``ndarray[G, 4]`` XYXY GT boxes.
 
     Returns:
-        ``(best_gt ndarray[D] int64, best_iou ndarray[D] float64)``: the GT row (first in
-        annotation order among equal IoUs; -1 without candidates) and its IoU (``-inf``).
+        ``(best_gt ndarray[D] int64, best_iou ndarray[D] float64)`` as in :func:`best_gt_per_detection`.
     """
-    num_dets = arrays.det_class.shape[0]
+    num_dets = det_boxes.shape[0]
     best_gt = np.full(num_dets, -1, dtype=np.int64)
     best_iou = np.full(num_dets, -np.inf)
-    num_keys = arrays.num_images * arrays.num_classes
-    gt_key = arrays.gt_image * arrays.num_classes + arrays.gt_class  # (G,) one key per (image, class)
-    det_key = arrays.det_image * arrays.num_classes + arrays.det_class  # (D,)
-    gt_by_key = np.argsort(gt_key, kind="stable")  # GT rows grouped by key, annotation order kept
-    key_count = np.bincount(gt_key, minlength=num_keys)  # (num_keys,)
-    key_start = np.cumsum(key_count) - key_count  # first position of each key in gt_by_key
-    pairs_per_det = key_count[det_key]  # (D,) same-class GT boxes in the detection's image
     num_pairs = int(pairs_per_det.sum())
     if num_pairs == 0:
         return best_gt, best_iou
     pair_det = np.repeat(np.arange(num_dets), pairs_per_det)  # (P,) detection of each pair
     segment_start = np.cumsum(pairs_per_det) - pairs_per_det  # (D,) first pair of each detection
     offset = np.arange(num_pairs) - segment_start[pair_det]  # (P,) 0, 1, ... within a detection's pairs
-    pair_gt = gt_by_key[key_start[det_key][pair_det] + offset]  # (P,) GT row of each pair
-    iou = paired_iou(arrays.det_boxes[pair_det], arrays.gt_boxes[pair_gt])  # (P,)
+    pair_gt = gt_by_key[first_gt[pair_det] + offset]  # (P,) GT row of each pair
+    iou = paired_iou(det_boxes[pair_det], gt_boxes[pair_gt])  # (P,)
     has_pairs = pairs_per_det > 0
     starts = segment_start[has_pairs]  # increasing: non-empty segments only
-    segment_max = np.maximum.reduceat(iou, starts)  # (D',) best IoU of each detection with candidates
-    best_iou[has_pairs] = segment_max
+    best_iou[has_pairs] = np.maximum.reduceat(iou, starts)  # (D',) best IoU of each detection with candidates
     # First pair reaching the maximum = first GT in annotation order (np.argmax's tie rule).
     candidate = np.where(iou == best_iou[pair_det], np.arange(num_pairs), num_pairs)  # (P,)
     best_gt[has_pairs] = pair_gt[np.minimum.reduceat(candidate, starts)]
+    return best_gt, best_iou
+
+
+def best_gt_per_detection(
+    arrays: DetectionArrays, max_pairs: int = MAX_PAIRS_PER_CHUNK
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each detection, its best-overlapping GT box of the same class in the same image.
+
+    Every detection is paired with the same-class GT boxes of its image (found through
+    a ``(image, class)`` key over the GT rows sorted stably, so pairs keep annotation
+    order); the pair IoUs are computed at once and reduced per detection, in chunks of
+    consecutive detections holding at most ``max_pairs`` pairs (bounded memory).
+
+    Args:
+        arrays: the set.
+        max_pairs: most (detection, GT) pairs per chunk (a detection is never split).
+
+    Returns:
+        ``(best_gt ndarray[D] int64, best_iou ndarray[D] float64)``: the GT row (first in
+        annotation order among equal IoUs; -1 without candidates) and its IoU (``-inf``).
+    """
+    num_dets = arrays.det_class.shape[0]
+    gt_key = arrays.gt_image * arrays.num_classes + arrays.gt_class  # (G,) one key per (image, class)
+    det_key = arrays.det_image * arrays.num_classes + arrays.det_class  # (D,)
+    gt_by_key = np.argsort(gt_key, kind="stable")  # GT rows grouped by key, annotation order kept
+    key_count = np.bincount(gt_key, minlength=arrays.num_images * arrays.num_classes)  # (num_keys,)
+    key_start = np.cumsum(key_count) - key_count  # first position of each key in gt_by_key
+    pairs_per_det = key_count[det_key]  # (D,) same-class GT boxes in the detection's image
+    pairs_before = np.concatenate(([0], np.cumsum(pairs_per_det)))  # (D + 1,) pairs of detections 0..d-1
+    best_gt = np.full(num_dets, -1, dtype=np.int64)
+    best_iou = np.full(num_dets, -np.inf)
+    lo = 0
+    while lo < num_dets:  # one pass unless the set holds more than max_pairs pairs
+        hi = max(int(np.searchsorted(pairs_before, pairs_before[lo] + max_pairs, side="right")) - 1, lo + 1)
+        best_gt[lo:hi], best_iou[lo:hi] = _best_of_pairs(
+            arrays.det_boxes[lo:hi], pairs_per_det[lo:hi], key_start[det_key[lo:hi]], gt_by_key, arrays.gt_boxes
+        )
+        lo = hi
     return best_gt, best_iou
 
 

@@ -24,7 +24,7 @@ from detection_sets import NAMES, image, random_set
 
 from rcnn_kit.engine import ImagePrediction, mean_average_precision
 from rcnn_kit.engine.detections import stack_predictions
-from rcnn_kit.engine.voc_ap import average_precision, match_detections
+from rcnn_kit.engine.voc_ap import average_precision, best_gt_per_detection, match_detections
 
 VOC, VOC07, COCO = "voc", "voc07", "coco"
 
@@ -142,6 +142,20 @@ def test_equal_iou_goes_to_the_first_box_in_annotation_order():
     matches = match_detections(arrays)
     assert matches.best_gt.tolist() == [1, 1]
     assert matches.true_positive.tolist() == [True, False] and matches.false_positive.tolist() == [False, True]
+
+
+@pytest.mark.parametrize("max_pairs", [1, 3, 50])
+def test_matching_in_chunks_equals_one_pass(max_pairs):
+    arrays = stack_predictions(random_set(7, grid=True), len(NAMES))
+    one_gt, one_iou = best_gt_per_detection(arrays)
+    chunk_gt, chunk_iou = best_gt_per_detection(arrays, max_pairs=max_pairs)
+    assert (one_gt >= 0).sum() > 50 and chunk_gt.tolist() == one_gt.tolist()
+    np.testing.assert_array_equal(chunk_iou, one_iou)
+
+
+def test_empty_set_gives_nan():
+    result = ap([])
+    assert math.isnan(result["map_50"]) and (result["num_images"], result["num_gt"], result["num_detections"]) == (0, 0, 0)
 
 
 def test_bad_inputs_are_rejected_with_the_argument_named():
