@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from rcnn_kit.data import SYNTHETIC_CLASSES, VOCJsonDataset, make_synthetic_voc
-from rcnn_kit.engine import ImagePrediction, mean_average_precision, recall_at_iou
+from rcnn_kit.engine import ImagePrediction, mean_average_precision
 from rcnn_kit.engine.evaluate import split_gt
 
 #: Name of the probe function in ``autograder/sandboxed/probes_overfit.py``.
@@ -43,7 +43,7 @@ DETECTION_PREFIX = "det."
 NON_LOSS_KEYS = ("lr", "grad_norm")
 #: The history entry holding the sum of the losses.
 TOTAL_LOSS = "total"
-#: Most detections per image accepted from the child (mAP looks at the best 100 anyway).
+#: Most detections per image accepted from the child (bounds the grader's mAP work).
 MAX_DETECTIONS_PER_IMAGE = 1000
 #: Iterations averaged for "loss at the start" and "loss at the end" in the feedback.
 LOSS_WINDOW = 10
@@ -359,7 +359,7 @@ class OverfitReport:
         profile: the profile the run used.
         map_50: training-set mAP@0.5 (computed by the grader).
         per_class_ap: AP@0.5 per class name (None: no GT of that class).
-        recall_50: share of GT boxes found at IoU 0.5 (informational).
+        recall_50: share of GT boxes matched one-to-one at IoU 0.5 (informational).
         num_detections: detections over all training images.
         loss_start: mean total loss over the first :data:`LOSS_WINDOW` iterations.
         loss_end: mean total loss over the last :data:`LOSS_WINDOW` iterations.
@@ -437,7 +437,7 @@ def score_run(run: OverfitRun, data: TrainingSet, profile: OverfitProfile, wall_
         profile=profile,
         map_50=map_50,
         per_class_ap=dict(summary["per_class_ap_50"]),  # type: ignore[arg-type]
-        recall_50=recall_at_iou(predictions),
+        recall_50=math.nan if summary["recall_50"] is None else summary["recall_50"],
         num_detections=num_detections,
         loss_start=loss_start,
         loss_end=loss_end,

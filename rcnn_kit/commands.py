@@ -44,6 +44,9 @@ NUM_PICTURES = 4
 PICTURE_SCORE_THRESH = 0.5
 
 
+#: ``--metric`` values (``method`` of :func:`rcnn_kit.engine.mean_average_precision`), the default first.
+METRIC_CHOICES = ("voc", "voc07", "coco")
+
 #: Exit status of a command stopped by a user error (bad argument, missing file), as argparse uses.
 USAGE_ERROR_EXIT = 2
 #: Input sides must be multiples of the coarsest FPN stride (p5).
@@ -144,14 +147,13 @@ def _evaluate_split(
     model: nn.Module, dataset: Dataset, names: Sequence[str], out_dir: Path, tag: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Predict, score and draw a few pictures for one dataset; returns the metrics dict."""
-    from rcnn_kit.engine import mean_average_precision, predict, recall_at_iou
+    from rcnn_kit.engine import mean_average_precision, predict
     from rcnn_kit.visualize import save_detections
 
     predictions = predict(
         model, dataset, score_thresh=args.score_thresh, nms_thresh=args.nms_thresh, device=args.device
     )
-    metrics = mean_average_precision(predictions, names)
-    metrics["recall_50"] = recall_at_iou(predictions) if metrics["num_gt"] else None
+    metrics = mean_average_precision(predictions, names, method=args.metric)
     for p in predictions[: args.num_pictures]:
         _, image, gt = dataset[p.index]
         keep = p.scores >= PICTURE_SCORE_THRESH
@@ -246,7 +248,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = _evaluate_split(model, dataset, names, out_dir, args.split, args)
     _print_map_table({args.split: metrics}, names)
     _write_json(out_dir / "eval_summary.json", {"checkpoint": str(args.checkpoint), "data": str(args.data),
-                                                  "split": args.split, "metrics": metrics, "machine": _machine()})
+                                                  "split": args.split, "metric": metrics["metric"],
+                                                  "metrics": metrics, "machine": _machine()})
     return 0
 
 
@@ -269,7 +272,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     metrics = {s: _evaluate_split(model, ds, SYNTHETIC_CLASSES, out_dir, s, args) for s, ds in splits.items()}
     summary = {**_train_summary(args, result, impl), "train_images": len(splits["train"]),
                "val_images": len(splits["val"]), "image_size": args.image_size,
-               "map_50": {s: m["map_50"] for s, m in metrics.items()}, "metrics": metrics,
+               "metric": metrics["train"]["metric"], "map_50": {s: m["map_50"] for s, m in metrics.items()},
+               "metrics": metrics,
                "total_wall_time_s": round(time.perf_counter() - start, 2)}
     _write_json(out_dir / "summary.json", summary)
     print(f"\ndemo: {result.iterations} iterations from random init in {result.wall_time_s:.0f} s on {result.device} "
@@ -292,6 +296,9 @@ def _add_eval_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-thresh", type=float, default=0.05, help="detector score threshold (default: 0.05)")
     parser.add_argument("--nms-thresh", type=float, default=0.5, help="class-specific NMS IoU (default: 0.5)")
     parser.add_argument("--num-pictures", type=int, default=NUM_PICTURES, help="detection pictures to write per split")
+    parser.add_argument("--metric", choices=METRIC_CHOICES, default=METRIC_CHOICES[0],
+                        help="voc: VOC all-point AP (default, the course's metric); voc07: VOC2007 11-point; "
+                        "coco: COCO-style 101-point AP@0.5 (needs pycocotools)")
 
 
 def _add_train_options(parser: argparse.ArgumentParser, iters: int, batch_size: int) -> None:
@@ -317,7 +324,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     _add_common(train)
     train.set_defaults(func=cmd_train)
 
-    evaluate = subparsers.add_parser("eval", help="mAP@0.5 of a checkpoint, with detection pictures")
+    evaluate = subparsers.add_parser("eval", help="mAP@0.5 of a checkpoint (VOC all-point by default), with pictures")
     evaluate.add_argument("--checkpoint", required=True, help="checkpoint.pt written by train or demo")
     evaluate.add_argument("--data", required=True, help="VOC-layout folder or course JSON file")
     evaluate.add_argument("--split", default="val", help="image set of a VOC folder (default: val)")

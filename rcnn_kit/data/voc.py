@@ -46,7 +46,8 @@ class VocObject:
     Attributes:
         name: class name as written in the file.
         box: ``(x1, y1, x2, y2)`` raw coordinates from ``<bndbox>``.
-        difficult: VOC's ``difficult`` flag (excluded from training and evaluation by default).
+        difficult: VOC's ``difficult`` flag (left out of training by default; ignored, not
+            counted, by the VOC evaluation).
         truncated: VOC's ``truncated`` flag (informative only).
     """
 

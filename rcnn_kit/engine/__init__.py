@@ -1,11 +1,18 @@
 """Training, evaluation and plotting for any detector that follows the course contract."""
 
-from rcnn_kit.engine.evaluate import ImagePrediction, format_map_table, mean_average_precision, predict, recall_at_iou
+from rcnn_kit.engine.evaluate import (
+    METRIC_NAMES,
+    ImagePrediction,
+    format_map_table,
+    mean_average_precision,
+    predict,
+)
 from rcnn_kit.engine.plots import plot_loss_history
 from rcnn_kit.engine.train import NonFiniteLossError, TrainConfig, TrainResult, lr_factor, train_detector
 
 __all__ = [
     "ImagePrediction",
+    "METRIC_NAMES",
     "NonFiniteLossError",
     "TrainConfig",
     "TrainResult",
@@ -14,6 +21,5 @@ __all__ = [
     "mean_average_precision",
     "plot_loss_history",
     "predict",
-    "recall_at_iou",
     "train_detector",
 ]

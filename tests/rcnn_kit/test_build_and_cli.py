@@ -101,7 +101,15 @@ def test_train_then_eval_end_to_end(tmp_path, repo_root, capsys):
     assert set(report["metrics"]["per_class_ap_50"]) == set(SYNTHETIC_CLASSES)
     assert report["metrics"]["num_images"] == 2
     assert len(list(out.glob("val_*.png"))) == 1
-    assert "mAP@0.5" in capsys.readouterr().out
+    assert report["metric"] == report["metrics"]["metric"] == "VOC mAP@0.5 (all-point)"
+    assert "VOC mAP@0.5 (all-point)" in capsys.readouterr().out
+
+    code = cli.main(["eval", "--impl", impl, "--checkpoint", str(run / "checkpoint.pt"), "--data", str(data),
+                     "--split", "val", "--out", str(out), "--num-pictures", "0", "--device", "cpu", "--quiet",
+                     "--metric", "voc07"])
+    assert code == 0
+    assert json.loads((out / "eval_summary.json").read_text())["metric"] == "VOC07 mAP@0.5 (11-point)"
+    assert "VOC07 mAP@0.5 (11-point)" in capsys.readouterr().out
 
 
 def test_demo_runs_end_to_end(tmp_path, repo_root):
@@ -112,5 +120,5 @@ def test_demo_runs_end_to_end(tmp_path, repo_root):
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["train_images"], summary["val_images"], summary["iterations"]) == (2, 1, 1)
-    assert set(summary["map_50"]) == {"train", "val"}
+    assert set(summary["map_50"]) == {"train", "val"} and summary["metric"] == "VOC mAP@0.5 (all-point)"
     assert {p.name for p in out.glob("*.png")} == {"loss.png", "train_0000.png", "val_0000.png"}

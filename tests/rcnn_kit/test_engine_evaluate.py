@@ -1,20 +1,32 @@
-"""mAP@0.5 and recall against hand-computed cases; predict() with a fake detector."""
+"""mean_average_precision's summary, format_map_table, and predict() with a fake detector.
+
+The AP definitions themselves are tested in test_engine_voc_ap.py and test_engine_coco_ap.py.
+"""
 
 from __future__ import annotations
 
 import math
 
+import json
+
 import pytest
 import torch
+from PIL import Image
 from runtime_fakes import FakeDetectionDataset, padded_gt
 from torch import nn
+from torch.utils.data import Subset
 
-from rcnn_kit.engine import ImagePrediction, mean_average_precision, predict, recall_at_iou
+from rcnn_kit.commands import METRIC_CHOICES
+from rcnn_kit.data import VOCJsonDataset
+from rcnn_kit.engine import METRIC_NAMES, ImagePrediction, format_map_table, mean_average_precision, predict
 from rcnn_kit.engine.evaluate import split_gt
 
 NAMES = ("cat", "dog", "fish")
 #: COCO-style AP samples precision at 101 recall points (0, 0.01, ..., 1).
 RECALL_POINTS = 101
+#: Keys every summary has, whatever the method.
+SUMMARY_KEYS = {"metric", "map_50", "per_class_ap_50", "recall_50", "num_images", "num_gt", "num_difficult",
+                "num_detections"}
 
 
 def _pred(boxes, classes, scores, gt_rows, index=0) -> ImagePrediction:
@@ -41,20 +53,24 @@ def test_perfect_detections_give_ap_one():
         _pred([r[:4] for r in gt], [0, 1], [0.9, 0.8], gt),
         _pred([[5, 5, 30, 30]], [2], [0.7], [[5, 5, 30, 30, 2]], index=1),
     ]
-    result = mean_average_precision(preds, NAMES)
-    assert result["map_50"] == pytest.approx(1.0)
-    assert result["per_class_ap_50"] == pytest.approx({"cat": 1.0, "dog": 1.0, "fish": 1.0})
-    assert (result["num_images"], result["num_gt"], result["num_detections"]) == (2, 3, 3)
+    for method, metric in METRIC_NAMES.items():
+        result = mean_average_precision(preds, NAMES, method=method)
+        assert set(result) == SUMMARY_KEYS and result["metric"] == metric
+        assert result["map_50"] == pytest.approx(1.0) and result["recall_50"] == 1.0
+        assert result["per_class_ap_50"] == pytest.approx({"cat": 1.0, "dog": 1.0, "fish": 1.0})
+        assert (result["num_images"], result["num_gt"], result["num_difficult"], result["num_detections"]) == (2, 3, 0, 3)
+    assert mean_average_precision(preds, NAMES)["metric"] == "VOC mAP@0.5 (all-point)"  # the default
 
 
 def test_one_missed_box_halves_recall():
     # Two cats, one found: precision 1 up to recall 0.5, nothing beyond.
     gt = [[10, 10, 50, 50, 0], [60, 60, 100, 100, 0]]
-    result = mean_average_precision([_pred([[10, 10, 50, 50]], [0], [0.9], gt)], NAMES)
-    expected = 51 / RECALL_POINTS  # recall points 0.00 .. 0.50 have precision 1
-    assert result["per_class_ap_50"]["cat"] == pytest.approx(expected)
-    assert result["per_class_ap_50"]["dog"] is None and result["per_class_ap_50"]["fish"] is None
-    assert result["map_50"] == pytest.approx(expected)
+    preds = [_pred([[10, 10, 50, 50]], [0], [0.9], gt)]
+    result = mean_average_precision(preds, NAMES)
+    assert result["per_class_ap_50"] == {"cat": pytest.approx(0.5), "dog": None, "fish": None}
+    assert result["map_50"] == pytest.approx(0.5) and result["recall_50"] == 0.5
+    coco = mean_average_precision(preds, NAMES, method="coco")
+    assert coco["map_50"] == pytest.approx(51 / RECALL_POINTS)  # recall points 0.00 .. 0.50 have precision 1
 
 
 def test_false_positive_ranked_first_lowers_precision():
@@ -89,21 +105,22 @@ def test_class_index_out_of_range_is_rejected():
         mean_average_precision([_pred([[0, 0, 5, 5]], [3], [0.5], [[0, 0, 5, 5, 0]])], NAMES)
 
 
-def test_recall_counts_gt_boxes_found_by_same_class():
-    gt = [[0, 0, 10, 10, 0], [20, 20, 40, 40, 1], [50, 50, 60, 60, 2], [0, 0, 10, 10, 2]]
-    preds = [
-        _pred([[0, 0, 10, 6], [20, 20, 40, 40], [50, 50, 60, 54]], [0, 2, 2], [0.9, 0.9, 0.9], gt),
-    ]
-    # GT 0: IoU 0.6 same class -> found; GT 1: right box, wrong class; GT 2: IoU 0.4; GT 3: no overlap.
-    assert recall_at_iou(preds, iou=0.5) == pytest.approx(1 / 4)
-    assert recall_at_iou(preds, iou=0.35) == pytest.approx(2 / 4)
+def test_metric_choices_of_the_cli_are_the_methods():
+    assert set(METRIC_CHOICES) == set(METRIC_NAMES) and METRIC_CHOICES[0] == "voc"
 
 
-def test_recall_without_gt_or_bad_iou_is_an_error():
-    with pytest.raises(ValueError, match="ground-truth"):
-        recall_at_iou([_pred([], [], [], [])])
-    with pytest.raises(ValueError, match="iou"):
-        recall_at_iou([_pred([], [], [], [[0, 0, 1, 1, 0]])], iou=0.0)
+def test_format_map_table_names_the_metric():
+    gt = [[10, 10, 50, 50, 0], [60, 60, 100, 100, 0]]
+    preds = [_pred([[10, 10, 50, 50]], [0], [0.9], gt)]
+    voc = mean_average_precision(preds, NAMES)
+    table = format_map_table({"train": voc, "val": voc}, NAMES).splitlines()
+    assert table[0] == "VOC mAP@0.5 (all-point)"
+    assert table[-2].split() == ["VOC", "mAP@0.5", "(all-point)", "0.500", "0.500"]
+    assert table[-1].split() == ["matched", "recall@0.5", "0.500", "0.500"]
+    assert table[3].split() == ["dog", "-", "-"]
+    mixed = format_map_table({"a": voc, "b": mean_average_precision(preds, NAMES, method="voc07")}, NAMES)
+    assert mixed.splitlines()[0] == "a: VOC mAP@0.5 (all-point); b: VOC07 mAP@0.5 (11-point)"
+    assert mixed.splitlines()[-2].split()[0] == "mAP@0.5"
 
 
 class _EchoDetector(nn.Module):
@@ -124,5 +141,23 @@ def test_predict_runs_in_eval_mode_and_keeps_gt_without_padding():
     assert [p.index for p in preds] == [0, 1]
     assert preds[0].gt_boxes.tolist() == [[2.0, 3.0, 20.0, 25.0]] and preds[0].gt_classes.tolist() == [0]
     assert preds[1].gt_classes.tolist() == [1]
+    assert preds[0].gt_difficult.tolist() == [False]  # a dataset without difficult flags
     # The detector's box equals every GT box but is class 1: found only in image 1.
-    assert recall_at_iou(preds) == pytest.approx(0.5)
+    assert mean_average_precision(preds, NAMES)["recall_50"] == pytest.approx(0.5)
+
+
+def test_predict_carries_difficult_flags_from_the_dataset_also_through_a_subset(tmp_path):
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    records = [
+        ["a.png", [{"name": "cat", "xyxy": [2, 3, 20, 25]}]],
+        ["a.png", [{"name": "dog", "xyxy": [2, 3, 20, 25]}, {"name": "cat", "xyxy": [0, 0, 8, 8], "difficult": True}]],
+    ]
+    (tmp_path / "d.json").write_text(json.dumps(records))
+    dataset = VOCJsonDataset(tmp_path / "d.json", image_size=32, class_names=NAMES)
+    assert (dataset[1][2][1:] == -1).all()  # the training item has no difficult box
+    preds = predict(_EchoDetector(), Subset(Subset(dataset, [1, 0]), [0, 1]), device="cpu")
+    assert [p.gt_classes.tolist() for p in preds] == [[1, 0], [0]]
+    assert [p.gt_difficult.tolist() for p in preds] == [[False, True], [False]]
+    result = mean_average_precision(preds, NAMES)
+    # The dog detection finds the dog; the difficult cat is no positive, so the cat AP comes from image 2 only.
+    assert (result["num_gt"], result["num_difficult"], result["per_class_ap_50"]["dog"]) == (3, 1, 1.0)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from rcnn_kit.data import (
     SYNTHETIC_CLASSES,
+    Record,
     VOCJsonDataset,
     VOCXmlDataset,
     denormalize,
@@ -126,6 +127,7 @@ def test_image_without_boxes_is_all_padding(tmp_path: Path) -> None:
         ('[["a.png", [{"name": "cat", "xyxy": [1, 2, 3]}]]]', "record 0, object 0"),
         ('[["a.png", [{"name": "cow", "xyxy": [1, 2, 3, 4]}]]]', "unknown class name 'cow'"),
         ('[["a.png", [{"name": "cat", "xyxy": [5, 2, 3, 4]}]]]', "record 0, object 0: box"),
+        ('[["a.png", [{"name": "cat", "xyxy": [1, 2, 3, 4], "difficult": 1}]]]', "object 0: 'difficult'"),
     ],
 )
 def test_bad_json_errors_name_the_file(tmp_path: Path, content: str, match: str) -> None:
@@ -191,6 +193,8 @@ def test_xml_dataset_difficult_and_errors(tmp_path: Path) -> None:
     assert (VOCXmlDataset(tmp_path, "trainval", image_size=40, class_names=CLASSES)[0][2] == -1).all()
     kept = VOCXmlDataset(tmp_path, "trainval", image_size=40, keep_difficult=True, class_names=CLASSES)[0][2]
     assert kept[0].tolist() == [1.0, 1.0, 20.0, 20.0, 0.0]
+    boxes, classes, difficult = VOCXmlDataset(tmp_path, "trainval", image_size=40, class_names=CLASSES).eval_ground_truth(0)
+    assert boxes.tolist() == [[1.0, 1.0, 20.0, 20.0]] and classes.tolist() == [0] and difficult.tolist() == [True]
     (tmp_path / "Annotations" / "a.xml").write_text(
         xml.replace(">cat<", ">cow<").replace("<difficult>1", "<difficult>0")
     )
@@ -198,6 +202,64 @@ def test_xml_dataset_difficult_and_errors(tmp_path: Path) -> None:
         VOCXmlDataset(tmp_path, "trainval", class_names=CLASSES)
     with pytest.raises(FileNotFoundError, match="Annotations"):
         VOCXmlDataset(tmp_path / "JPEGImages")
+
+
+def _difficult_json(tmp_path: Path) -> Path:
+    """The ``wide`` image with a normal dog, a difficult cat, a normal cat and a box the crop removes."""
+    (tmp_path / "img").mkdir()
+    _two_colour_image(tmp_path / "img" / "a.png", 200, 100)
+    objects = [
+        {"name": "dog", "xyxy": [60, 20, 140, 80]},
+        {"name": "cat", "xyxy": [70, 30, 120, 90], "difficult": True},
+        {"name": "cat", "xyxy": [10, 10, 40, 40]},  # left of the crop: empty after it
+        {"name": "cat", "xyxy": [100, 0, 150, 50], "difficult": False},
+    ]
+    return _write_json(tmp_path / "d.json", [["img/a.png", objects]])
+
+
+def test_training_items_leave_difficult_boxes_out_evaluation_keeps_them_flagged(tmp_path: Path) -> None:
+    size = 50
+    path = _difficult_json(tmp_path)
+    ds = VOCJsonDataset(path, image_size=size, max_boxes=3, class_names=CLASSES)
+    assert ds.records[0].difficult == (False, True, False, False) and ds.records[0].labels == (1, 0, 0, 0)
+    gt = ds[0][2]
+    expected = {i: _expected_box(o["xyxy"], 200, 100, size) for i, o in enumerate(json.loads(path.read_text())[0][1])}
+    assert expected[2] is None
+    torch.testing.assert_close(gt[:2, :4], torch.tensor([expected[0], expected[3]]))  # difficult box 1 left out
+    assert gt[:2, 4].tolist() == [1.0, 0.0] and (gt[2:] == -1).all()
+    boxes, classes, difficult = ds.eval_ground_truth(0)
+    torch.testing.assert_close(boxes, torch.tensor([expected[0], expected[1], expected[3]]))
+    assert classes.tolist() == [1, 0, 0] and difficult.tolist() == [False, True, False]
+    # keep_difficult trains on it too; evaluation still flags it.
+    kept = VOCJsonDataset(path, image_size=size, max_boxes=4, class_names=CLASSES, keep_difficult=True)
+    torch.testing.assert_close(kept[0][2][:3, :4], boxes)
+    assert kept.eval_ground_truth(0)[2].tolist() == [False, True, False]
+
+
+def test_eval_ground_truth_is_not_cut_at_max_boxes(tmp_path: Path) -> None:
+    Image.new("RGB", (40, 40)).save(tmp_path / "a.png")
+    objects = [{"name": "cat", "xyxy": [i, i, i + 10, i + 10]} for i in range(5)]
+    _write_json(tmp_path / "d.json", [["a.png", objects]])
+    with pytest.warns(UserWarning, match="max_boxes=3"):
+        ds = VOCJsonDataset(tmp_path / "d.json", image_size=40, max_boxes=3, class_names=CLASSES)
+    torch.testing.assert_close(ds.eval_ground_truth(0)[0][:, 0], torch.arange(5, dtype=torch.float32))
+
+
+def test_eval_ground_truth_equals_the_training_gt_on_synthetic_data(tmp_path: Path) -> None:
+    root = make_synthetic_voc(tmp_path / "syn", num_images=4, image_size=64, seed=3)
+    ds = VOCXmlDataset(root, "trainval", image_size=48, class_names=SYNTHETIC_CLASSES)
+    for index in range(len(ds)):
+        gt = ds[index][2]
+        real = gt[:, 4] >= 0
+        boxes, classes, difficult = ds.eval_ground_truth(index)
+        torch.testing.assert_close(boxes, gt[real, :4])
+        assert classes.tolist() == gt[real, 4].long().tolist() and not difficult.any()
+
+
+def test_record_checks_its_flags() -> None:
+    assert Record(Path("a.jpg"), ((0, 0, 1, 1),), (0,)).difficult == (False,)
+    with pytest.raises(ValueError, match="2 difficult flags for 1 boxes"):
+        Record(Path("a.jpg"), ((0, 0, 1, 1),), (0,), (True, False))
 
 
 def test_make_loader_batches_and_seeded_order(tmp_path: Path) -> None:
