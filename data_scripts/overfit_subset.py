@@ -178,13 +178,9 @@ def make_overfit_subset_from_voc(
 
     Args:
         voc_root: folder with ``Annotations/`` and ``JPEGImages/`` (e.g. ``VOCdevkit/VOC2007``).
-        out_dir: output folder; written as a whole (a previous subset there is replaced).
+        out_dir, ids, rule, image_size, max_bytes: as in :func:`make_overfit_subset`.
         split: the image set to pick from.
-        ids: explicit image ids (file stems); when None, ``rule`` picks them.
-        rule: the seeded selection rule.
-        image_size: side ``S`` the images are stored at.
         class_names: class names (default: ``voc_root/classes.txt``, else the 20 VOC classes).
-        max_bytes: size budget of the written files.
 
     Returns:
         The manifest (also written to ``out_dir/manifest.json``).

@@ -63,14 +63,13 @@ class TarSource:
         return f"if it is your own copy, add {self.md5_flag} {found} to use it as it is"
 
 
-def _verify_local(source: TarSource, path: Path) -> tuple[Path, str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{source.tar_flag}: no such file: {path}")
+def _verified(source: TarSource, path: Path, *, way_on: str = "") -> tuple[Path, str]:
+    """``(path, md5)`` when ``path`` has the expected md5; else a ChecksumError that names the way on."""
     found = file_md5(path)
     if found != source.expected:
         raise ChecksumError(
             f"{path}: md5 is {found}, expected {source.expected} ({source.whose()}); the file was left as it is; "
-            f"{source.use_found(found)}",
+            f"{source.use_found(found)}{way_on}",
             path,
             found,
             source.expected,
@@ -117,19 +116,12 @@ def obtain_tar(
             "use one or the other"
         )
     if source.tar is not None:
-        return _verify_local(source, source.tar)
+        if not source.tar.is_file():
+            raise FileNotFoundError(f"{source.tar_flag}: no such file: {source.tar}")
+        return _verified(source, source.tar)
     dest = download_dir / source.remote.filename
     if dest.exists():
-        found = file_md5(dest)
-        if found != source.expected:
-            raise ChecksumError(
-                f"{dest} exists but its md5 is {found}, expected {source.expected} ({source.whose()}); "
-                f"it was left as it is; {source.use_found(found)}, or move it away to download the tar again",
-                dest,
-                found,
-                source.expected,
-            )
-        return dest, found
+        return _verified(source, dest, way_on=", or move it away to download the tar again")
     if adopt_kept(dest, source.expected):  # an earlier download with another md5, now asked for
         return dest, source.expected
     if offline:

@@ -8,10 +8,19 @@ extraction fallback all create folders through it).
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 from typing import Any, Callable
 
 import pytest
+
+#: The faults every stop test runs with: ``(error raised by the OS call, words the message must hold)``.
+FAULTS = [
+    pytest.param(OSError(errno.ENOSPC, "No space left on device"), "disk full", id="ENOSPC"),
+    pytest.param(OSError(errno.EROFS, "Read-only file system"), "read-only file system", id="EROFS"),
+    pytest.param(OSError(errno.EACCES, "Permission denied"), "permission denied", id="EACCES"),
+    pytest.param(KeyboardInterrupt(), "stopped", id="ctrl-c"),
+]
 
 
 class FailingWrites:

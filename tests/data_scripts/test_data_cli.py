@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from local_mirror import Mirror
-from storage_faults import fail_mkdir, fail_part_writes
+from storage_faults import FAULTS, fail_mkdir, fail_part_writes
 
 from data_scripts import cli
 from data_scripts.download import MIRRORS_ENV, VOC2007_TRAINVAL
@@ -124,6 +124,14 @@ def test_entry_point_and_python_m(tmp_path: Path) -> None:
     assert (out / "train.json").is_file() and (out / "classes.txt").is_file()
 
 
+def _status(error: BaseException) -> int:
+    return EXIT_INTERRUPTED if isinstance(error, KeyboardInterrupt) else EXIT_USER_ERROR
+
+
+def _prefix(error: BaseException) -> str:
+    return "interrupted: " if isinstance(error, KeyboardInterrupt) else "error: "
+
+
 def _last_line_only(err: str, prefix: str) -> str:
     """The command's own message: its last stderr line, which must start with ``prefix``; no traceback."""
     assert "Traceback" not in err
@@ -132,43 +140,27 @@ def _last_line_only(err: str, prefix: str) -> str:
     return last
 
 
-@pytest.mark.parametrize(
-    "error, status, prefix, words",
-    [
-        (OSError(errno.ENOSPC, "No space left on device"), EXIT_USER_ERROR, "error: ", "disk full"),
-        (OSError(errno.EROFS, "Read-only file system"), EXIT_USER_ERROR, "error: ", "read-only file system"),
-        (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted: ", "stopped"),
-    ],
-)
+@pytest.mark.parametrize("error, words", FAULTS)
 def test_stopped_download_is_one_line_saying_what_was_kept(
     tmp_path: Path,
     local_voc: Mirror,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
     error: BaseException,
-    status: int,
-    prefix: str,
     words: str,
 ) -> None:
     argv = ["voc2007", "--data-dir", str(tmp_path), "--mirror", local_voc.base_url, "--no-progress", "--no-count-check"]
     with monkeypatch.context() as patch:
         fail_part_writes(patch, 2048, error)
-        assert cli.main(argv) == status
+        assert cli.main(argv) == _status(error)
     part = tmp_path / "downloads" / f"{TAR}.part"
-    line = _last_line_only(capsys.readouterr().err, prefix)
+    line = _last_line_only(capsys.readouterr().err, _prefix(error))
     assert words in line and f"partial download kept at {part} (2.0 KB); rerun to resume" in line
     assert cli.main(argv) == 0
     assert local_voc.requests[-1] == (f"/voc/{TAR}", "bytes=2048-")
 
 
-@pytest.mark.parametrize(
-    "error, status, prefix, words",
-    [
-        (OSError(errno.ENOSPC, "No space left on device"), EXIT_USER_ERROR, "error: ", "disk full"),
-        (OSError(errno.EACCES, "Permission denied"), EXIT_USER_ERROR, "error: ", "permission denied"),
-        (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted: ", "stopped"),
-    ],
-)
+@pytest.mark.parametrize("error, words", FAULTS)
 def test_stopped_extraction_is_one_line_saying_what_was_kept(
     tmp_path: Path,
     local_voc: Mirror,
@@ -176,8 +168,6 @@ def test_stopped_extraction_is_one_line_saying_what_was_kept(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
     error: BaseException,
-    status: int,
-    prefix: str,
     words: str,
 ) -> None:
     tar = tmp_path / "mine.tar"
@@ -186,8 +176,8 @@ def test_stopped_extraction_is_one_line_saying_what_was_kept(
     argv = ["voc2007", "--tar", str(tar), "--data-dir", str(data), "--no-progress", "--no-count-check"]
     with monkeypatch.context() as patch:
         fail_mkdir(patch, lambda p: p.endswith("JPEGImages"), error)
-        assert cli.main(argv) == status
-    line = _last_line_only(capsys.readouterr().err, prefix)
+        assert cli.main(argv) == _status(error)
+    line = _last_line_only(capsys.readouterr().err, _prefix(error))
     assert words in line and f"the tar is kept at {tar}; rerun to extract it again" in line
     assert cli.main(argv) == 0
     assert len(list((data / "VOCdevkit" / "VOC2007" / "JPEGImages").iterdir())) == 6

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 from local_mirror import Mirror, md5_of
-from storage_faults import fail_part_writes
+from storage_faults import FAULTS, fail_part_writes
 
 from data_scripts import download
 from data_scripts.errors import Interrupted, StorageError
@@ -162,7 +162,6 @@ def test_read_only_filesystem_is_a_clear_error(
 ) -> None:
     """Same as above for machines where tests run as root: the OS error a read-only mount gives."""
     import builtins
-    import errno
 
     real_open = builtins.open
 
@@ -178,23 +177,16 @@ def test_read_only_filesystem_is_a_clear_error(
     assert mirror.requests == []
 
 
-@pytest.mark.parametrize(
-    "error, kind, words",
-    [
-        (OSError(errno.ENOSPC, "No space left on device"), StorageError, "disk full"),
-        (OSError(errno.EROFS, "Read-only file system"), StorageError, "read-only file system"),
-        (KeyboardInterrupt(), Interrupted, "stopped"),
-    ],
-)
+@pytest.mark.parametrize("error, words", FAULTS)
 def test_stopped_download_keeps_what_arrived_and_a_rerun_resumes(
     tmp_path: Path,
     mirror: Mirror,
     voc_tar: bytes,
     monkeypatch: pytest.MonkeyPatch,
     error: BaseException,
-    kind: type,
     words: str,
 ) -> None:
+    kind = Interrupted if isinstance(error, KeyboardInterrupt) else StorageError
     path = "/voc/" + NAME
     mirror.files[path] = voc_tar
     remote = RemoteFile(NAME, md5_of(voc_tar))

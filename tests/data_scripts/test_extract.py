@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import gzip
 import hashlib
 import io
@@ -11,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from storage_faults import fail_mkdir
+from storage_faults import FAULTS, fail_mkdir
 
 from data_scripts.errors import Interrupted, StorageError
 from data_scripts.extract import MARKER_TEMPLATE, safe_extract
@@ -165,23 +164,16 @@ def test_marker_is_keyed_by_the_archive_md5(tmp_path: Path, voc_tar: bytes, filt
     assert image.is_file()
 
 
-@pytest.mark.parametrize(
-    "error, kind, words",
-    [
-        (OSError(errno.ENOSPC, "No space left on device"), StorageError, "disk full"),
-        (OSError(errno.EROFS, "Read-only file system"), StorageError, "read-only file system"),
-        (KeyboardInterrupt(), Interrupted, "stopped"),
-    ],
-)
+@pytest.mark.parametrize("error, words", FAULTS)
 def test_stopped_extraction_says_what_is_kept_and_a_rerun_finishes(
     tmp_path: Path,
     voc_tar: bytes,
     filter_mode: str,
     monkeypatch: pytest.MonkeyPatch,
     error: BaseException,
-    kind: type,
     words: str,
 ) -> None:
+    kind = Interrupted if isinstance(error, KeyboardInterrupt) else StorageError
     archive = tmp_path / "voc.tar"
     archive.write_bytes(voc_tar)
     target = tmp_path / "data"

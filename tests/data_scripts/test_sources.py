@@ -116,7 +116,7 @@ def test_a_file_under_the_official_name_is_checked_and_never_replaced(
     for extra in ([], ["--skip-download"], ["--mirror", local_voc.base_url]):
         assert cli.main(["voc2007", "--data-dir", str(tmp_path), *extra, *COMMON]) == EXIT_USER_ERROR
         line = _error(capsys)
-        assert f"{downloads / TAR} exists but its md5 is {found}" in line and f"add --md5 {found}" in line
+        assert f"{downloads / TAR}: md5 is {found}" in line and f"add --md5 {found}" in line
     assert (downloads / TAR).read_bytes() == custom_voc_tar and local_voc.requests == []
     assert cli.main(["voc2007", "--data-dir", str(tmp_path), "--skip-download", "--md5", found, *COMMON]) == 0
 
