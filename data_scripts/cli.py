@@ -1,4 +1,4 @@
-"""``rcnn-kit data ...``: the data scripts' command line.
+"""``rcnn-kit data ...`` (also ``python -m data_scripts ...``): the data scripts' command line.
 
 Sub-commands: ``voc2007``, ``voc2012``, ``overfit-subset``, ``synthetic``.
 Every path and URL is a flag; the defaults work from the repository root on a
@@ -7,10 +7,17 @@ laptop (everything under ``./data``, or ``$RCNN_KIT_DATA``).
 - Colab: keep the tars on Drive and extract to the fast local disk, e.g.
   ``rcnn-kit data voc2007 --download-dir /content/drive/MyDrive/voc --data-dir /content/data``
   (a second session finds the verified tars on Drive and skips the download).
+- An instructor's own copy: ``--tar PATH`` (a local tar, used where it is) and/or
+  ``--md5 HEX`` (the md5 of a copy that is not the official tar); always verified,
+  see :mod:`data_scripts.sources`.
 - Gradescope setup step: nothing to download; the autograder bundle carries the
   overfit subset (``rcnn-kit data overfit-subset``) and checks it with
   :func:`data_scripts.overfit_subset.verify_manifest`.
 - Offline mirror: ``--mirror http://host/path/`` or ``RCNN_KIT_VOC_MIRRORS`` (comma separated).
+
+Problems the user can fix end in one ``error: ...`` line and exit status 2
+(:data:`data_scripts.errors.EXIT_USER_ERROR`); Ctrl-C ends in one ``interrupted: ...``
+line and status 130. Both say what was kept (a ``.part`` to resume, a verified tar).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from data_scripts.download import (
@@ -27,13 +35,22 @@ from data_scripts.download import (
     VOC2007_TEST,
     VOC2007_TRAINVAL,
     DownloadError,
-    fetch_from_mirrors,
+    check_md5_hex,
     mirror_list,
 )
+from data_scripts.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, STORAGE_ERRNOS, is_storage_error
 from data_scripts.extract import safe_extract
-from data_scripts.overfit_subset import DEFAULT_RULE, MAX_SUBSET_BYTES, SelectionRule, make_overfit_subset
+from data_scripts.overfit_subset import (
+    DEFAULT_RULE,
+    MAX_SUBSET_BYTES,
+    SelectionRule,
+    make_overfit_subset,
+    make_overfit_subset_from_voc,
+)
+from data_scripts.sources import TarSource, obtain_tar
+from data_scripts.synthetic_set import MARKER_NAME, write_synthetic_set
 from data_scripts.voc_json import IncompleteDataError, prepare_seeded_split, prepare_voc2007
-from rcnn_kit.data.synthetic import make_synthetic_voc
+from rcnn_kit.course import IMAGE_SIZE
 from rcnn_kit.data.voc import DEFAULT_VAL_FRACTION, read_class_names
 
 #: Default data folder; ``$RCNN_KIT_DATA`` overrides it.
@@ -41,13 +58,28 @@ DATA_ENV = "RCNN_KIT_DATA"
 DEFAULT_DATA_DIR = "data"
 #: Where the VOC2007 tars unpack inside the data folder.
 VOC2007_SUBDIR = Path("VOCdevkit") / "VOC2007"
+#: ``prog`` of ``python -m data_scripts`` (its usage lines must work when typed).
+PYTHON_M_PROG = "python -m data_scripts"
 
 _DESCRIPTION = (
     "Download and prepare datasets: PASCAL VOC2007, VOC2012-style folders, "
     "the autograder's overfit subset and the synthetic shapes set."
 )
 
-#: Errors the commands report as one line and exit status 1 (they are the user's to fix).
+_VOC2007_EPILOG = """\
+Your own copy of VOC2007 (instructors): every tar is checked by md5, and a file
+with an unexpected md5 is never deleted or replaced by a download.
+  a local tar:              --tar PATH                  (checked against the official md5)
+  a modified local tar:     --tar PATH --md5 HEX        (checked against HEX)
+  your mirror of a copy:    --mirror URL --md5 HEX      (the official hosts are not tried)
+  the test tar likewise:    --with-test --test-tar PATH [--test-md5 HEX]
+If a download's md5 differs, the command stops, keeps the file, and says which
+md5 it found: rerun with --md5 FOUND to use that file, or with --official-hosts
+to download the official tar (about 450 MB). A modified copy may hold other
+images than the official one: add --no-count-check.
+"""
+
+#: Errors the commands report as one line (they are the user's to fix).
 _USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, DownloadError)
 
 
@@ -59,17 +91,35 @@ def _data_dir() -> Path:
 _LOGGER = logging.getLogger("data_scripts")
 
 
+def _md5_arg(value: str) -> str:
+    """argparse type of ``--md5``: 32 hex digits."""
+    try:
+        return check_md5_hex(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _run_voc2007(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     download_dir = Path(args.download_dir) if args.download_dir else data_dir / "downloads"
-    remotes = [VOC2007_TRAINVAL] + ([VOC2007_TEST] if args.with_test else [])
-    mirrors = mirror_list(args.mirror, DEFAULT_VOC2007_MIRRORS)
-    for remote in remotes:
-        archive = download_dir / remote.filename
-        if not args.skip_download:
-            archive = fetch_from_mirrors(remote, download_dir, mirrors, progress=not args.no_progress)
-        print(f"extracting {archive} into {data_dir}")
-        safe_extract(archive, data_dir)
+    sources = [TarSource(VOC2007_TRAINVAL, args.tar, args.md5)]
+    if args.with_test:
+        sources.append(TarSource(VOC2007_TEST, args.test_tar, args.test_md5, "--test-tar", "--test-md5"))
+    elif args.test_tar or args.test_md5:
+        raise ValueError("--test-tar/--test-md5: add --with-test to use the test tar")
+    user_mirrors = mirror_list(args.mirror, defaults=())
+    for source in sources:
+        archive, md5 = obtain_tar(
+            source,
+            download_dir,
+            user_mirrors=user_mirrors,
+            official_mirrors=DEFAULT_VOC2007_MIRRORS,
+            official_hosts=args.official_hosts,
+            offline=args.skip_download,
+            progress=not args.no_progress,
+        )
+        print(f"extracting {archive} (md5 {md5}) into {data_dir}")
+        safe_extract(archive, data_dir, md5=md5)
     voc_root = data_dir / VOC2007_SUBDIR
     splits = ["train", "val"] + (["test"] if args.with_test else [])
     reports = prepare_voc2007(
@@ -94,23 +144,24 @@ def _run_overfit(args: argparse.Namespace) -> int:
     ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
     rule = SelectionRule(count=args.count, seed=args.seed, max_objects=args.max_objects, min_box_side=args.min_box_side)
     class_names = read_class_names(Path(args.classes_from)) if args.classes_from else None
-    manifest = make_overfit_subset(
-        args.source_json,
-        args.out,
-        image_root=args.image_root,
-        ids=ids,
-        rule=rule,
-        image_size=args.image_size,
-        class_names=class_names,
-        max_bytes=args.max_bytes,
-    )
+    options = {
+        "ids": ids,
+        "rule": rule,
+        "image_size": args.image_size,
+        "class_names": class_names,
+        "max_bytes": args.max_bytes,
+    }
+    if args.source_voc:
+        manifest = make_overfit_subset_from_voc(args.source_voc, args.out, split=args.split, **options)
+    else:
+        manifest = make_overfit_subset(args.source_json, args.out, image_root=args.image_root, **options)
     print(f"overfit subset of {len(manifest['ids'])} images ({manifest['total_bytes']} bytes) in {args.out}")
     print("ids: " + ",".join(manifest["ids"]))
     return 0
 
 
 def _run_synthetic(args: argparse.Namespace) -> int:
-    out = make_synthetic_voc(
+    out = write_synthetic_set(
         args.out,
         num_images=args.num_images,
         image_size=args.image_size,
@@ -123,8 +174,8 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(run):  # noqa: ANN001, ANN202 - wraps an (args) -> int command
-    """Report user errors as ``error: ...`` on stderr with exit status 1 instead of a traceback."""
+def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report user errors as one ``error: ...`` line (status 2) and Ctrl-C as ``interrupted: ...`` (status 130)."""
 
     def func(args: argparse.Namespace) -> int:
         handler = logging.StreamHandler(sys.stderr)
@@ -136,38 +187,78 @@ def _guarded(run):  # noqa: ANN001, ANN202 - wraps an (args) -> int command
         except IncompleteDataError as exc:
             print(exc.report.summary("problems found"), file=sys.stderr)
             print(f"error: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt as exc:
+            print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         except _USER_ERRORS as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_USER_ERROR
+        except OSError as exc:
+            if not is_storage_error(exc):
+                raise
+            if exc.filename is None:  # a StorageError: its message is complete
+                print(f"error: {exc}", file=sys.stderr)
+            else:
+                print(f"error: cannot write {exc.filename}: {STORAGE_ERRNOS[exc.errno]}", file=sys.stderr)
+            return EXIT_USER_ERROR
         finally:
             _LOGGER.removeHandler(handler)
 
     return func
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``data`` command and its sub-commands to the ``rcnn-kit`` parser."""
-    data = subparsers.add_parser("data", help="download and prepare datasets", description=_DESCRIPTION)
-    sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+def add_data_commands(parser: argparse.ArgumentParser) -> None:
+    """Add the sub-commands (``voc2007``, ``voc2012``, ``overfit-subset``, ``synthetic``) to ``parser``.
+
+    ``rcnn-kit data`` and ``python -m data_scripts`` both call this, so each prints
+    usage lines that work when typed under its own name.
+    """
+    sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     sub.required = True
     default_dir = _data_dir()
 
-    p = sub.add_parser("voc2007", help="download VOC2007 and write train.json/val.json")
+    p = sub.add_parser(
+        "voc2007",
+        help="download VOC2007 (or use your own copy) and write train.json/val.json",
+        description="Get the VOC2007 tars (md5-checked, resumable), extract them and write the course JSON.",
+        epilog=_VOC2007_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--data-dir", default=default_dir, help=f"extract into this folder (default: %(default)s; ${DATA_ENV} sets it)"
     )
     p.add_argument("--download-dir", default=None, help="keep the tars here (default DATA_DIR/downloads)")
     p.add_argument("--out-dir", default=None, help="write the JSON files here (default DATA_DIR/VOCdevkit/VOC2007)")
-    p.add_argument(
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--tar", type=Path, default=None, metavar="PATH", help="use this local trainval tar instead of downloading"
+    )
+    where.add_argument(
         "--mirror",
         action="append",
         default=[],
         metavar="URL",
         help=f"extra mirror base URL, tried first (repeatable; also ${MIRRORS_ENV}, comma separated)",
     )
-    p.add_argument("--with-test", action="store_true", help="also download the test tar and write test.json")
-    p.add_argument("--skip-download", action="store_true", help="use tars already in --download-dir")
+    where.add_argument(
+        "--official-hosts",
+        action="store_true",
+        help=f"download from the official hosts only (ignores ${MIRRORS_ENV})",
+    )
+    where.add_argument(
+        "--skip-download", action="store_true", help="never download: use the tars already in --download-dir"
+    )
+    p.add_argument(
+        "--md5",
+        type=_md5_arg,
+        default=None,
+        metavar="HEX",
+        help="md5 of your own trainval tar when it is not the official one (it is still checked)",
+    )
+    p.add_argument("--with-test", action="store_true", help="also get the test tar and write test.json")
+    p.add_argument("--test-tar", type=Path, default=None, metavar="PATH", help="like --tar, for the test tar")
+    p.add_argument("--test-md5", type=_md5_arg, default=None, metavar="HEX", help="like --md5, for the test tar")
     p.add_argument("--allow-dropped", action="store_true", help="write the JSON even if images had to be left out")
     p.add_argument(
         "--no-count-check",
@@ -191,8 +282,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_guarded(_run_voc2012))
 
     p = sub.add_parser("overfit-subset", help="small resized training subset with a sha256 manifest")
-    p.add_argument("--source-json", required=True, help="course JSON to pick from (e.g. VOC2007 train.json)")
-    p.add_argument("--image-root", default=None, help="folder of the source's image paths (default: its folder)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--source-json", help="course JSON to pick from (e.g. VOC2007 train.json)")
+    source.add_argument(
+        "--source-voc", metavar="DIR", help="VOC-layout folder to pick from (Annotations/*.xml, JPEGImages/)"
+    )
+    p.add_argument("--split", default="train", help="image set of --source-voc (default: %(default)s)")
+    p.add_argument("--image-root", default=None, help="folder of --source-json's image paths (default: its folder)")
     p.add_argument("--out", default=default_dir / "overfit_subset", help="output folder (default: %(default)s)")
     p.add_argument("--ids", default=None, help="comma-separated image ids (file stems); overrides the seeded rule")
     p.add_argument(
@@ -211,7 +307,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_RULE.min_box_side,
         help="smallest box side in px at --image-size (default: %(default)s)",
     )
-    p.add_argument("--image-size", type=int, default=224, help="stored image side (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="stored image side (default: %(default)s)")
     p.add_argument(
         "--classes-from", default=None, help="folder with classes.txt (default: the source's folder, else VOC)"
     )
@@ -223,10 +319,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synthetic",
         help="VOC-layout dataset of shapes on textured noise (seeded, reproducible)",
+        description=f"Writes the synthetic set into a new or empty folder, or over its own earlier output "
+        f"(marked by {MARKER_NAME}); any other non-empty folder is refused.",
     )
     p.add_argument("--out", default=default_dir / "synthetic", help="output folder (default: %(default)s)")
     p.add_argument("--num-images", type=int, default=16, help="number of images (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=224, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="image side in pixels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of everything drawn (default: %(default)s)")
     p.add_argument("--min-objects", type=int, default=1, help="fewest shapes per image (default: %(default)s)")
     p.add_argument("--max-objects", type=int, default=3, help="most shapes per image (default: %(default)s)")
@@ -236,9 +334,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_guarded(_run_synthetic))
 
 
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` command and its sub-commands to the ``rcnn-kit`` parser."""
+    data = subparsers.add_parser("data", help="download and prepare datasets", description=_DESCRIPTION)
+    add_data_commands(data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m data_scripts``: the ``data`` sub-commands at the top level."""
+    parser = argparse.ArgumentParser(prog=PYTHON_M_PROG, description=_DESCRIPTION)
+    add_data_commands(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m data_scripts ARGS`` is ``rcnn-kit data ARGS``."""
-    parser = argparse.ArgumentParser(prog="python -m data_scripts")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
+    args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)

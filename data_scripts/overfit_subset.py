@@ -3,12 +3,24 @@
 Small enough (target under :data:`MAX_SUBSET_BYTES`) to ship inside the
 autograder bundle, where the hidden checks train a student's detector on it.
 
+Sources: a course JSON (:func:`make_overfit_subset`, e.g. VOC2007 ``train.json`` or
+the synthetic set's) or a VOC-layout folder with XML annotations
+(:func:`make_overfit_subset_from_voc`, e.g. ``VOCdevkit/VOC2007`` or an
+instructor's own subset). :func:`load_overfit_subset` reads a subset back as
+tensors after checking it against its manifest.
+
 Layout of the output folder::
 
     JPEGImages/<id>.jpg   images already resized and centre-cropped to S x S
     train.json            course JSON, boxes in the S x S frame
     classes.txt           class names
-    manifest.json         ids, selection rule, sha256 and size of every file above
+    manifest.json         see below
+
+``manifest.json`` (format :data:`MANIFEST_FORMAT`): ``format``, ``source``
+(``{"kind": "course-json" | "voc-folder", "path": ..., "split": ...}``),
+``image_size`` (S), ``class_names``, ``selection`` (the rule or ``"explicit"``),
+``ids`` (sorted), ``total_bytes`` and ``files`` (``{name: {"sha256", "bytes"}}`` for
+every file above but the manifest itself).
 
 Selection: either explicit ids, or the seeded rule (:class:`SelectionRule`):
 keep the training images whose boxes all survive the crop, number at most
@@ -33,16 +45,23 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from data_scripts.download import file_hash
+from rcnn_kit.course import IMAGE_SIZE
 from rcnn_kit.data.classes import VOC_CLASSES
-from rcnn_kit.data.datasets import CourseRecord, Record, VOCJsonDataset, load_rgb, write_course_json
+from rcnn_kit.data.datasets import CourseRecord, Record, VOCJsonDataset, VOCXmlDataset, load_rgb, write_course_json
 from rcnn_kit.data.transforms import resize_and_crop, transform_boxes
-from rcnn_kit.data.voc import IMAGES_DIR, read_class_names, write_class_names
+from rcnn_kit.data.voc import CLASSES_FILE, IMAGES_DIR, read_class_names, write_class_names
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
+#: Manifest format written; 2 added ``class_names`` and the ``source`` record.
+MANIFEST_FORMAT = 2
+#: Manifest formats :func:`verify_manifest` reads.
+READABLE_FORMATS = (1, 2)
+#: The subset's course JSON.
+SUBSET_JSON = "train.json"
 #: Size budget of the whole subset (the autograder bundle must stay small).
 MAX_SUBSET_BYTES = 5 * 1024 * 1024
 #: JPEG quality of the stored images (fixed: same input, same bytes).
@@ -108,11 +127,11 @@ def make_overfit_subset(
     image_root: str | Path | None = None,
     ids: Sequence[str] | None = None,
     rule: SelectionRule = DEFAULT_RULE,
-    image_size: int = 224,
+    image_size: int = IMAGE_SIZE,
     class_names: Sequence[str] | None = None,
     max_bytes: int = MAX_SUBSET_BYTES,
 ) -> dict[str, Any]:
-    """Write the overfit subset of ``source_json`` to ``out_dir``.
+    """Write the overfit subset of a course JSON to ``out_dir``.
 
     Args:
         source_json: a course JSON (e.g. VOC2007 ``train.json`` or a synthetic ``train.json``).
@@ -136,18 +155,72 @@ def make_overfit_subset(
     if class_names is None:
         class_names = read_class_names(source_json.parent) or VOC_CLASSES
     dataset = VOCJsonDataset(source_json, image_root, image_size=image_size, class_names=class_names)
+    source = {"kind": "course-json", "path": source_json.as_posix(), "split": None}
+    return _make_subset(dataset.records, source, out_dir, ids, rule, image_size, class_names, max_bytes)
+
+
+def make_overfit_subset_from_voc(
+    voc_root: str | Path,
+    out_dir: str | Path,
+    *,
+    split: str = "train",
+    ids: Sequence[str] | None = None,
+    rule: SelectionRule = DEFAULT_RULE,
+    image_size: int = IMAGE_SIZE,
+    class_names: Sequence[str] | None = None,
+    max_bytes: int = MAX_SUBSET_BYTES,
+) -> dict[str, Any]:
+    """Write the overfit subset of a VOC-layout folder (XML annotations) to ``out_dir``.
+
+    The images of ``split`` are those of ``ImageSets/Main/<split>.txt``, or the seeded
+    split of all annotations when there is no list (:class:`rcnn_kit.data.VOCXmlDataset`);
+    boxes flagged ``difficult`` are left out, as in training.
+
+    Args:
+        voc_root: folder with ``Annotations/`` and ``JPEGImages/`` (e.g. ``VOCdevkit/VOC2007``).
+        out_dir, ids, rule, image_size, max_bytes: as in :func:`make_overfit_subset`.
+        split: the image set to pick from.
+        class_names: class names (default: ``voc_root/classes.txt``, else the 20 VOC classes).
+
+    Returns:
+        The manifest (also written to ``out_dir/manifest.json``).
+
+    Raises:
+        FileNotFoundError: ``voc_root`` has no ``Annotations/``, or a listed annotation is missing.
+        ValueError: as :func:`make_overfit_subset`, or an annotation names an unknown class
+            or holds an empty box (the message names the file).
+    """
+    voc_root = Path(voc_root)
+    if class_names is None:
+        class_names = read_class_names(voc_root) or VOC_CLASSES
+    dataset = VOCXmlDataset(voc_root, split, image_size=image_size, class_names=class_names)
+    source = {"kind": "voc-folder", "path": voc_root.as_posix(), "split": split}
+    return _make_subset(dataset.records, source, out_dir, ids, rule, image_size, class_names, max_bytes)
+
+
+def _make_subset(
+    records: Sequence[Record],
+    source: dict[str, Any],
+    out_dir: str | Path,
+    ids: Sequence[str] | None,
+    rule: SelectionRule,
+    image_size: int,
+    class_names: Sequence[str],
+    max_bytes: int,
+) -> dict[str, Any]:
+    """Select, write into a staging folder, check the budget, then move it to ``out_dir``."""
     by_id: dict[str, Record] = {}
-    for record in dataset.records:
+    for record in records:
         if _image_id(record) in by_id:
-            raise ValueError(f"{source_json}: two images share the id {_image_id(record)!r}")
+            raise ValueError(f"{source['path']}: two images share the id {_image_id(record)!r}")
         by_id[_image_id(record)] = record
     if ids is not None:
         unknown = [i for i in ids if i not in by_id]
         if unknown or len(set(ids)) != len(ids) or not ids:
-            raise ValueError(f"ids: expected distinct ids of {source_json}, got {list(ids)} (unknown: {unknown})")
+            raise ValueError(f"ids: expected distinct ids of {source['path']}, got {list(ids)} (unknown: {unknown})")
         chosen, selection = sorted(ids), {"rule": "explicit"}
     else:
-        chosen, selection = select_ids(dataset.records, image_size, rule), {"rule": "seeded", **asdict(rule)}
+        chosen, selection = select_ids(records, image_size, rule), {"rule": "seeded", **asdict(rule)}
     out = Path(out_dir)
     _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,8 +235,9 @@ def make_overfit_subset(
             )
         manifest = {
             "format": MANIFEST_FORMAT,
-            "source": source_json.as_posix(),
+            "source": source,
             "image_size": image_size,
+            "class_names": list(class_names),
             "selection": selection,
             "ids": chosen,
             "total_bytes": total,
@@ -205,7 +279,7 @@ def _write_subset(
         ]
         course.append((relative, objects))
     written = [
-        write_course_json(folder / "train.json", course).relative_to(folder).as_posix(),
+        write_course_json(folder / SUBSET_JSON, course).relative_to(folder).as_posix(),
         write_class_names(folder, class_names).relative_to(folder).as_posix(),
         *(relative for relative, _ in course),
     ]
@@ -232,8 +306,11 @@ def verify_manifest(subset_dir: str | Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         files = manifest["files"]
+        version = manifest["format"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a readable manifest ({exc})") from exc
+    if version not in READABLE_FORMATS:
+        raise ValueError(f"{path}: manifest format {version!r}, expected one of {READABLE_FORMATS}")
     bad = []
     for name, entry in files.items():
         file = subset_dir / name
@@ -244,3 +321,47 @@ def verify_manifest(subset_dir: str | Path) -> dict[str, Any]:
     if bad:
         raise ValueError(f"{subset_dir}: {len(bad)} file(s) do not match {MANIFEST_NAME}:\n  " + "\n  ".join(bad))
     return manifest
+
+
+def load_overfit_subset(subset_dir: str | Path) -> tuple[Tensor, Tensor, list[str]]:
+    """The subset in ``subset_dir`` as tensors, after :func:`verify_manifest`.
+
+    Every file read (``train.json``, ``classes.txt``, each image) must be listed in the
+    manifest with a matching sha256; the images are the manifest's ``ids``, in that order.
+
+    Args:
+        subset_dir: a folder written by :func:`make_overfit_subset` or
+            :func:`make_overfit_subset_from_voc`.
+
+    Returns:
+        ``(images, gt, class_names)``: ``images`` ``Tensor[N, 3, S, S]`` float32,
+        ImageNet-normalised (``S`` is the manifest's ``image_size``); ``gt``
+        ``Tensor[N, MAX_GT_BOXES, 5]`` float32, rows ``(x1, y1, x2, y2, class)`` with
+        XYXY pixel boxes in the ``S x S`` image and ``class`` in ``0..C-1``, then
+        padding rows of -1; ``class_names`` the ``C`` names, in class-index order.
+
+    Raises:
+        FileNotFoundError: no manifest.
+        ValueError: a file is missing, changed or not listed in the manifest, or the
+            subset's files disagree with the manifest (ids, class names).
+    """
+    subset_dir = Path(subset_dir)
+    manifest = verify_manifest(subset_dir)
+    where = subset_dir / MANIFEST_NAME
+    class_names = read_class_names(subset_dir)
+    if class_names is None:
+        raise ValueError(f"{where}: the subset has no {CLASSES_FILE}")
+    if "class_names" in manifest and list(manifest["class_names"]) != list(class_names):
+        raise ValueError(f"{where}: class_names {manifest['class_names']} differ from {CLASSES_FILE}: {list(class_names)}")
+    dataset = VOCJsonDataset(subset_dir / SUBSET_JSON, image_size=manifest["image_size"], class_names=class_names)
+    read = {SUBSET_JSON, CLASSES_FILE} | {r.image_path.relative_to(subset_dir).as_posix() for r in dataset.records}
+    unlisted = sorted(read - set(manifest["files"]))
+    if unlisted:
+        raise ValueError(f"{where}: files used by the subset are not in the manifest: {unlisted}")
+    ids = [_image_id(r) for r in dataset.records]
+    if ids != manifest["ids"]:
+        raise ValueError(f"{where}: ids {manifest['ids']} differ from the images of {SUBSET_JSON}: {ids}")
+    items = [dataset[i] for i in range(len(dataset))]
+    images = torch.stack([image for _, image, _ in items])  # N x (3, S, S) -> (N, 3, S, S)
+    gt = torch.stack([boxes for _, _, boxes in items])  # N x (MAX_GT_BOXES, 5) -> (N, MAX_GT_BOXES, 5)
+    return images, gt, list(class_names)

@@ -146,15 +146,19 @@ def _plain(value: float) -> float | int:
 def _blocking_reasons(
     records: dict[str, CourseRecord], ids: Sequence[str], report: BuildReport, expected: tuple[int, int] | None
 ) -> list[str]:
-    """Why the JSON of ``ids`` must not be written (empty when it may)."""
+    """Why the JSON of ``ids`` must not be written, each with the flag that allows it (empty when it may)."""
     chosen = [records[i] for i in ids if i in records]
     counts = (len(chosen), sum(len(objects) for _, objects in chosen))
     reasons = []
     if report.bad_images_dropped:
-        reasons.append(f"{report.bad_images_dropped} image(s) could not be read")
+        reasons.append(
+            f"{report.bad_images_dropped} image(s) could not be read (see the problems above; "
+            "pass --allow-dropped to write the JSON without them)"
+        )
     if expected is not None and counts != expected:
         reasons.append(
-            f"counts {counts[0]} images / {counts[1]} boxes differ from the known {expected[0]} / {expected[1]}"
+            f"counts {counts[0]} images / {counts[1]} boxes differ from the known {expected[0]} / {expected[1]} "
+            "of the official VOC2007 (if your copy differs on purpose, pass --no-count-check)"
         )
     return reasons
 
@@ -170,11 +174,7 @@ def _refuse_if_blocked(
     """Raise IncompleteDataError when the JSON of ``ids`` must not be written."""
     reasons = _blocking_reasons(records, ids, report, expected)
     if reasons and not allow_dropped:
-        raise IncompleteDataError(
-            f"{out_path} not written: {'; '.join(reasons)} (see the problems above; "
-            "pass --allow-dropped to write the JSON without them)",
-            report,
-        )
+        raise IncompleteDataError(f"{out_path} not written: {'; '.join(reasons)}", report)
 
 
 def write_split(

@@ -1,4 +1,4 @@
-"""Fixtures for the data-script tests: a local HTTP mirror and a tiny VOC-layout tar."""
+"""Fixtures for the data-script tests: a local HTTP mirror, tiny VOC-layout tars, the CLI pointed at them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from http.server import ThreadingHTTPServer
 from typing import Iterator
 
 import pytest
-from local_mirror import Mirror, make_handler
+from local_mirror import OFFICIAL_PATH, Mirror, make_handler, md5_of
 
+from data_scripts import cli
+from data_scripts.download import MIRRORS_ENV, VOC2007_TRAINVAL, RemoteFile
 from rcnn_kit.data import make_synthetic_voc
 
 
@@ -57,3 +59,33 @@ def voc_tar(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(work / "VOCdevkit", arcname="VOCdevkit")
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def custom_voc_tar(voc_tar: bytes) -> bytes:
+    """An instructor's own copy: the tiny VOC tar with one more file (so another md5)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(voc_tar)) as src, tarfile.open(fileobj=buffer, mode="w") as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        note = b"our own copy\n"
+        info = tarfile.TarInfo("VOCdevkit/VOC2007/NOTE.txt")
+        info.size = len(note)
+        dst.addfile(info, io.BytesIO(note))
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def local_voc(mirror: Mirror, voc_tar: bytes, monkeypatch: pytest.MonkeyPatch) -> Mirror:
+    """The CLI with our tiny tar as "the official VOC2007 trainval" (its md5 replaces the real one).
+
+    The local mirror serves it under the real name at ``/voc`` (a user's mirror). The
+    official hosts become ``/official`` on the same server, which serves nothing unless a
+    test puts the tar there: tests never reach the internet.
+    """
+    name = VOC2007_TRAINVAL.filename
+    mirror.files[f"/voc/{name}"] = voc_tar
+    monkeypatch.setattr(cli, "VOC2007_TRAINVAL", RemoteFile(name, md5_of(voc_tar)))
+    monkeypatch.setattr(cli, "DEFAULT_VOC2007_MIRRORS", (mirror.base_url.replace("/voc", OFFICIAL_PATH),))
+    monkeypatch.delenv(MIRRORS_ENV, raising=False)
+    return mirror

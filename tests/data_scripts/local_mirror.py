@@ -9,14 +9,22 @@ import hashlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
+#: Where the ``local_voc`` fixture (conftest.py) puts "the official hosts" on the local mirror.
+OFFICIAL_PATH = "/official"
+
 
 @dataclass
 class Mirror:
-    """A local HTTP server. ``files`` maps a URL path to bytes; ``cut_once`` paths send half, then hang up."""
+    """A local HTTP server. ``files`` maps a URL path to bytes; ``cut_once`` paths send half, then hang up.
+
+    ``bytes_per_connection``: when set, every response announces the whole rest of the
+    file but sends at most this many bytes of it, then hangs up (a flaky link).
+    """
 
     base_url: str
     files: dict[str, bytes] = field(default_factory=dict)
     cut_once: set[str] = field(default_factory=set)
+    bytes_per_connection: int | None = None
     requests: list[tuple[str, str | None]] = field(default_factory=list)
 
     def url(self, name: str) -> str:
@@ -29,6 +37,12 @@ def make_handler(mirror: Mirror) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, *args: object) -> None:  # keep test output quiet
             pass
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (BrokenPipeError, ConnectionResetError):  # the client hung up first (a test stopped it)
+                self.close_connection = True
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             mirror.requests.append((self.path, self.headers.get("Range")))
@@ -55,6 +69,11 @@ def make_handler(mirror: Mirror) -> type[BaseHTTPRequestHandler]:
             if self.path in mirror.cut_once:
                 mirror.cut_once.discard(self.path)
                 self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            if mirror.bytes_per_connection is not None and mirror.bytes_per_connection < len(body):
+                self.wfile.write(body[: mirror.bytes_per_connection])
                 self.wfile.flush()
                 self.close_connection = True
                 return
