@@ -63,20 +63,16 @@ class GradeOptions:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``.
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu`` (:func:`rcnn_kit.engine.utils.resolve_device`).
 
     Raises:
         ValueError: ``device`` is not auto, cpu or cuda, or cuda is asked for without a GPU.
     """
-    import torch
+    from rcnn_kit.devices import resolve_device as resolve
 
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: expected auto, cpu or cuda, got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for but torch sees no CUDA device")
-    return device
+    return resolve(device).type
 
 
 def secret_paths(options: GradeOptions) -> list[Path]:

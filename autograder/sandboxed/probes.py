@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rcnn_kit.devices import resolve_device  # the one device resolver (runtime package, in the harness)
+
 #: Multiplier of the integer hash that orders sampling candidates (Knuth's 2^32 / phi).
 _HASH_MULTIPLIER = 2654435761
 _HASH_MODULUS = 2**32
@@ -77,13 +79,6 @@ def deterministic_sampler(
         return torch.sort(chosen).values
 
     return pick(foreground, num_fg), pick(background, num_bg)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when the child sees a GPU, else CPU; other strings as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def group(inputs: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
