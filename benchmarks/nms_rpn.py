@@ -24,12 +24,15 @@ Workloads:
     uniform scores) at the RPN's threshold.
 
 The functions alternate call by call so that they see the same background load on a
-shared machine; CUDA is synchronised around every timed call. Random init makes the
-RPN's boxes close to its anchors: dense grids of heavily overlapping boxes.
+shared machine; CUDA is synchronised around every timed call. On a CPU shared with other
+jobs, ``--threads 1`` gives far steadier numbers (torch's intra-op threads wait on each
+other when other processes hold the cores). Random init makes the RPN's boxes close to
+its anchors: dense grids of heavily overlapping boxes.
 
-Example::
+Examples::
 
-    python benchmarks/nms_rpn.py --device cpu --iters 5 --warmup 1
+    python benchmarks/nms_rpn.py --device cpu --iters 5 --warmup 1 --threads 1
+    python benchmarks/nms_rpn.py --device cuda --iters 20 --warmup 3
 """
 
 from __future__ import annotations
@@ -51,12 +54,14 @@ from torchvision import ops
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a script from a checkout without installing
-sys.path.insert(0, str(BENCHMARKS_DIR))  # train_step's machine description
+sys.path.insert(0, str(BENCHMARKS_DIR))  # machine_info beside this script
+# Only light runtime modules: rcnn_kit.engine needs packages (defusedxml, pycocotools) that
+# the GPU machine's image lacks.
 from rcnn_kit.build import build_detector  # noqa: E402
 from rcnn_kit.course import IMAGE_SIZE, REFERENCE_DIR  # noqa: E402
-from rcnn_kit.engine.utils import resolve_device  # noqa: E402
 from rcnn_kit.impl import import_all  # noqa: E402
-from train_step import machine_info  # noqa: E402
+
+from machine_info import machine_info  # noqa: E402
 
 #: Object classes of the detector (VOC's 20); the RPN does not depend on it.
 NUM_CLASSES = 20
@@ -326,7 +331,8 @@ def _positive_ints(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see ``--help``); exits with status 2 on a bad value."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto (CUDA when visible) | cpu | cuda (default: auto)")
     parser.add_argument("--iters", type=int, default=10, help="timed calls per function and workload (default: 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default: 2)")
     parser.add_argument("--batch-sizes", type=_positive_ints, default=list(DEFAULT_BATCH_SIZES),
@@ -344,13 +350,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--warmup: expected >= 0, got {args.warmup}")
     if args.threads is not None and args.threads <= 0:
         parser.error(f"--threads: expected a positive int, got {args.threads}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device: 'cuda' asked for, but no CUDA device is visible")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run both workloads, print the table and optionally write JSON; returns the exit status."""
     args = parse_args(argv)
-    device = resolve_device(args.device)
+    device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     pkg = import_all(args.impl, name="nms_benchmark_faster_rcnn")
