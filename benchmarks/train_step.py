@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -43,12 +41,15 @@ from torchvision.ops import MultiScaleRoIAlign
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine_info beside this script
 from rcnn_kit.course import REFERENCE_DIR  # noqa: E402
 
 from rcnn_kit.backbone import DetectorBackboneWithFPN  # noqa: E402
 from rcnn_kit.build import build_detector  # noqa: E402
 from rcnn_kit.engine.utils import resolve_device  # noqa: E402
 from rcnn_kit.impl import import_faster_rcnn  # noqa: E402
+
+from machine_info import machine_info  # noqa: E402
 
 #: The full course run that ``--project`` extrapolates to.
 COURSE_ITERS = 9000
@@ -236,30 +237,6 @@ def make_torchvision_step(
         opt.step()
 
     return step
-
-
-def machine_info(device: torch.device) -> dict[str, str | int]:
-    """CPU model, GPU name (if any), thread count and library versions."""
-    import torchvision
-
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError as exc:
-        print(f"note: could not read /proc/cpuinfo ({exc}); using platform.processor()", file=sys.stderr)
-    info: dict[str, str | int] = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count() or 0,
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

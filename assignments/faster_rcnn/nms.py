@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .iou import iou
@@ -33,9 +34,12 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -
         gives an empty int64 tensor.
     """
     _check_nms_inputs(boxes, scores)
-    # Sort by decreasing score, compute the IoU of every sorted pair with your
-    # `iou`, and run the greedy rule. Return indices into the *input*, not into
-    # the sorted order, as int64 on the input's device.
+    # Sort by decreasing score (stably: tied boxes keep their input order) and
+    # compute the IoU of every sorted pair once with your `iou`. Then apply the
+    # greedy rule: the best box not yet suppressed is kept, and it suppresses every
+    # lower-scoring box whose IoU with it is > iou_threshold; repeat down the list.
+    # Return indices into the *input*, not into the sorted order, as int64 on the
+    # input's device.
     # TODO: your code here (replace the raise below).
     raise NotImplementedError('nms in faster_rcnn/nms.py: TODO not implemented yet')
 

@@ -112,6 +112,63 @@ def test_nms_matches_slow_loop_with_ties(ref):
     assert ref.nms.nms(boxes, scores, 0.5).tolist() == slow_nms(boxes, scores, 0.5)
 
 
+def test_nms_many_exact_ties_keep_input_order(ref):
+    # Equal scores everywhere, exact duplicates (IoU 1) and zero-area boxes (IoU 0 even
+    # with themselves): greedy visits tied boxes in input order.
+    g = torch.Generator().manual_seed(11)
+    boxes = random_boxes(30, g, size=30)
+    boxes = torch.cat([boxes, boxes[:10], torch.tensor([[5.0, 5, 5, 5]] * 3)])  # (43, 4)
+    scores = torch.ones(len(boxes))
+    keep = ref.nms.nms(boxes, scores, 0.5)
+    assert keep.tolist() == slow_nms(boxes, scores, 0.5)
+    assert {40, 41, 42} <= set(keep.tolist())  # zero-area boxes never overlap anything
+    assert not set(range(30, 40)) & set(keep.tolist())  # a duplicate loses to its earlier twin
+
+
+def all_pairs_nms(boxes: torch.Tensor, scores: torch.Tensor, thresh: float) -> list[int]:
+    """Not NMS: drop a box that overlaps *any* higher-scoring box, kept or not."""
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    overlaps = slow_iou(boxes, boxes) > thresh
+    return [i for pos, i in enumerate(order) if not any(overlaps[j, i] for j in order[:pos])]
+
+
+def chain_boxes(n: int, step: float = 4.0, side: float = 10.0) -> torch.Tensor:
+    """Tensor[n, 4]: boxes on a line, each shifted by ``step``; neighbours IoU 0.43, next-but-one 0.11."""
+    x1 = torch.arange(n, dtype=torch.float32) * step
+    return torch.stack([x1, torch.zeros(n), x1 + side, torch.full((n,), side)], dim=1)
+
+
+def test_nms_chain_is_greedy_not_all_pairs(ref):
+    # A > B > C with A~B and B~C overlapping but not A~C: greedy keeps A and C (B, the
+    # only box overlapping C, is suppressed); suppressing by every higher box keeps A only.
+    boxes = chain_boxes(3)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert ref.nms.nms(boxes, scores, 0.3).tolist() == slow_nms(boxes, scores, 0.3) == [0, 2]
+    assert all_pairs_nms(boxes, scores, 0.3) == [0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nms_long_chain_matches_greedy_oracle(ref, seed):
+    # A 60-box chain: decreasing scores keep every other box (the greedy answer settles one
+    # box at a time along the chain); shuffled scores give irregular answers.
+    boxes = chain_boxes(60)
+    decreasing = torch.linspace(1, 0, 60)
+    assert ref.nms.nms(boxes, decreasing, 0.3).tolist() == list(range(0, 60, 2))
+    shuffled = torch.rand(60, generator=torch.Generator().manual_seed(seed))
+    expected = slow_nms(boxes, shuffled, 0.3)
+    assert expected != all_pairs_nms(boxes, shuffled, 0.3)
+    assert ref.nms.nms(boxes, shuffled, 0.3).tolist() == expected
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("thresh", [0.1, 0.5, 0.7, 0.9])
+def test_nms_large_n_matches_torchvision(ref, seed, thresh):
+    g = torch.Generator().manual_seed(100 + seed)
+    boxes = random_boxes(1500, g, size=150)
+    scores = torch.randperm(1500, generator=g).float()  # distinct: tie order is not torchvision's contract
+    torch.testing.assert_close(ref.nms.nms(boxes, scores, thresh), ops.nms(boxes, scores, thresh))
+
+
 def test_nms_threshold_is_strict(ref):
     # Two boxes with IoU exactly 0.5: kept both at threshold 0.5, suppressed just below it.
     boxes = torch.tensor([[0.0, 0, 30, 10], [10, 0, 40, 10]])
