@@ -3,17 +3,18 @@
 Each submission (a zip or folder in any layout :func:`autograder.intake.load_submission`
 accepts) becomes one document: its student-written regions
 (:mod:`autograder.similarity_regions`), one normalised character per token, in a fixed
-order (the TODO functions in the stub's order, then the student's helpers sorted by their
-normalised code), so moving functions around in a file changes nothing. copydetect
-fingerprints each document by winnowing token k-grams, with the normalised stubs as
-boilerplate, and compares every pair; a pair's score is the larger of the two shares of
-fingerprinted tokens found in the other document.
+order (TODO functions in the stub's order, then the student's helpers sorted by their
+normalised code), so moving functions around in a file changes nothing. Each document is
+fingerprinted by winnowing its token k-grams (copydetect's ``winnow``), minus the k-grams
+of the normalised stubs (boilerplate). For a pair, each side's share is copydetect's similarity: the tokens inside
+runs of shared fingerprints over the tokens its fingerprints cover; the pair's score is
+the larger share.
 
 Outputs in the chosen folder: ``similarity.csv`` (pairs at or above the threshold, best
-first, with the functions the matches fall in) and ``similarity.html`` (copydetect's
-report: matched code side by side, over the extracted regions with the students' own
-identifiers). ``--against DIR`` adds known public solutions (each subfolder or zip one
-solution) to compare every submission with.
+first, with the functions the matches fall in and matched token counts) and
+``similarity.html`` (copydetect's report: matched code side by side, over the extracted
+regions with the students' own identifiers). Known public solutions (``--against``, one
+zip or subfolder each) are compared with every submission.
 """
 
 from __future__ import annotations
@@ -21,18 +22,20 @@ from __future__ import annotations
 import csv
 import html
 import io
+import multiprocessing
+import os
 import re
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Iterator
 
 import numpy as np
 
-from autograder.intake import load_submission
-from autograder.similarity_regions import Region, StubModel, extract_regions, load_stub_model, stub_tokens
-from rcnn_kit.course import STUDENT_MODULES, reference_dir, rmtree
+from autograder.similarity_regions import Region, StubModel, load_stub_model, stub_tokens, submission_regions
+from rcnn_kit.course import STUDENT_MODULES, reference_dir
 
 #: Printed with every report.
 NOTICE = "This similarity report is an aid for a person's judgement; it never affects grades."
@@ -44,16 +47,23 @@ GUARANTEE_TOKENS = 18
 DEFAULT_THRESHOLD = 0.5
 #: Most pairs shown side by side in the HTML report (the CSV lists them all).
 MAX_REPORT_PAIRS = 100
+#: Below this many submissions, unpacking in worker processes costs more than it saves.
+PARALLEL_MIN_SUBMISSIONS = 16
+#: Most worker processes for unpacking and extraction.
+MAX_WORKERS = 8
 #: Output file names.
 CSV_NAME, HTML_NAME = "similarity.csv", "similarity.html"
 #: Name prefix of a known public solution in the outputs.
 PUBLIC_PREFIX = "public:"
+CSV_FIELDS = ("submission_a", "submission_b", "score", "share_a", "share_b",
+              "matched_tokens_a", "matched_tokens_b", "tokens_a", "tokens_b", "functions")
 #: Separator between regions in a document (never a normalised token).
 _SEPARATOR = "\x1e"
 #: First character given to a normalised token (above ASCII, so never the separator).
 _FIRST_TOKEN_CHAR = 0x100
-CSV_FIELDS = ("submission_a", "submission_b", "score", "share_a", "share_b",
-              "matched_tokens_a", "matched_tokens_b", "tokens_a", "tokens_b", "functions")
+_EMPTY = np.zeros(0, dtype=np.int64)
+#: Multiplier of the polynomial k-gram hash (odd, so every character changes the value).
+_HASH_BASE = np.uint64(0x100000001B3)
 
 
 @dataclass
@@ -62,11 +72,14 @@ class Document:
 
     Attributes:
         name: the submission's file or folder name (``public:NAME`` for a public solution).
-        code: one character per normalised token, regions separated by ``_SEPARATOR``.
+        code: one character per normalised token, each region after a ``_SEPARATOR``.
         text: what the report shows: each region's source under a ``# ===== name`` header.
-        starts, ends: int arrays [len(code)]: the span in ``text`` of each character of ``code``.
+        starts, ends: int64 [len(code)]: the span in ``text`` of each character of ``code``.
         regions: ``(first, end, name)`` of each region in ``code``.
-        fingerprint: copydetect's ``CodeFingerprint`` of ``code``.
+        positions, hashes: int64 [F]: copydetect's winnowed fingerprints (position in
+            ``code``, hash), by position.
+        unique: int64 [U]: the distinct hashes, sorted.
+        coverage: tokens its fingerprints cover (copydetect's ``token_coverage``).
     """
 
     name: str
@@ -75,7 +88,10 @@ class Document:
     starts: np.ndarray
     ends: np.ndarray
     regions: list[tuple[int, int, str]]
-    fingerprint: Any = None
+    positions: np.ndarray = field(default_factory=lambda: _EMPTY)
+    hashes: np.ndarray = field(default_factory=lambda: _EMPTY)
+    unique: np.ndarray = field(default_factory=lambda: _EMPTY)
+    coverage: float = 0.0
 
     @property
     def tokens(self) -> int:
@@ -85,12 +101,13 @@ class Document:
 
 @dataclass(frozen=True)
 class Pair:
-    """One compared pair (``a`` before ``b`` in the batch's order).
+    """One compared pair.
 
     Attributes:
-        share_a, share_b: fraction of each side's fingerprinted tokens found in the other.
-        matched_a, matched_b: tokens of each side inside matched runs.
-        functions: ``(region, matched tokens)`` for each region holding matches, most first.
+        share_a, share_b: each side's tokens in shared runs over the tokens its fingerprints cover.
+        matched_a, matched_b: each side's tokens inside runs of shared fingerprints.
+        functions: ``(region, matched tokens)`` for each region holding matches, most first
+            (the larger count of the two sides when both have a region of that name).
     """
 
     a: str
@@ -137,21 +154,20 @@ class Vocabulary:
 
 
 def build_document(name: str, regions: list[Region], vocabulary: Vocabulary) -> Document:
-    """Lay out ``regions`` (one submission's, in :func:`canonical_order`) as one document."""
+    """Lay out one submission's ``regions`` (in canonical order) as a document, not yet fingerprinted."""
     code: list[str] = []
     text: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     bounds: list[tuple[int, int, str]] = []
     length = 0
-    previous_end = 0
     for region in regions:
         header = f"# ===== {region.name} =====\n"
         base = length + len(header)
         first = len(code)
-        code.append(_SEPARATOR)  # spans from the end of the last region's code to the start of this one's
+        code.append(_SEPARATOR)  # spans from the end of the previous region's code to this one's start
         starts.append(base + region.tokens[0].start)
-        ends.append(previous_end if bounds else base + region.tokens[0].start)
+        ends.append(ends[-1] if ends else starts[-1])
         for token in region.tokens:
             code.append(vocabulary.char(token.key))
             starts.append(base + token.start)
@@ -159,54 +175,91 @@ def build_document(name: str, regions: list[Region], vocabulary: Vocabulary) -> 
         body = region.text if region.text.endswith("\n") else region.text + "\n"
         text += [header, body]
         length += len(header) + len(body)
-        previous_end = ends[-1]
         bounds.append((first, len(code), region.name))
     return Document(name, "".join(code), "".join(text), np.array(starts, dtype=np.int64),
                     np.array(ends, dtype=np.int64), bounds)
 
 
-def canonical_order(regions_per_module: dict[str, list[Region]]) -> list[Region]:
-    """TODO regions in module and stub order, then each module's helpers sorted by normalised code."""
-    ordered: list[Region] = []
-    for module in STUDENT_MODULES:
-        regions = regions_per_module.get(module, [])
-        ordered += [r for r in regions if r.todo]
-        ordered += sorted((r for r in regions if not r.todo), key=lambda r: [t.key for t in r.tokens])
-    return ordered
+def fingerprint(document: Document, boilerplate: np.ndarray) -> None:
+    """Fingerprint ``document.code``: k-gram hashes, copydetect's winnowing, boilerplate removed."""
+    from copydetect.utils import get_token_coverage, winnow
+
+    window = GUARANTEE_TOKENS - NOISE_TOKENS + 1
+    hashes, positions = winnow(kgram_hashes(document.code), window, remove_duplicates=False)
+    keep = ~np.isin(hashes, boilerplate)
+    by_position = dict(zip(positions[keep].tolist(), hashes[keep].tolist()))
+    order = sorted(by_position)
+    document.positions = np.array(order, dtype=np.int64)
+    document.hashes = np.array([by_position[i] for i in order], dtype=np.int64)
+    document.unique = np.unique(document.hashes)
+    by_hash: dict[int, list[int]] = {}
+    for position, value in by_position.items():
+        by_hash.setdefault(value, []).append(position)
+    document.coverage = float(get_token_coverage(by_hash, NOISE_TOKENS, len(document.code)))
 
 
-def submission_regions(source: Path, model: StubModel, scratch: Path) -> tuple[list[Region], str]:
-    """The student-written regions of one submission, and a note when something is wrong.
+def kgram_hashes(code: str) -> np.ndarray:
+    """Hash of every ``NOISE_TOKENS``-character substring of ``code``: int64 [max(len - k + 1, 0)].
 
-    Args:
-        source: a zip or folder, unpacked with :func:`autograder.intake.load_submission`.
-        model: the stub index.
-        scratch: a folder that does not exist yet (removed again before returning).
+    Written here because copydetect hashes k-grams with Python's ``hash()``, which is salted
+    per process: its fingerprints, and so the scores, would change from run to run.
+    Values have 52 bits, exact in the float64 buffer of copydetect's winnowing.
     """
-    try:
-        submission = load_submission(source, scratch)
-        per_module = {}
-        for module, path in submission.found.items():
-            text = path.read_bytes().decode("utf-8", errors="replace")
-            per_module[module] = extract_regions(text, module, model)
-    finally:
-        rmtree(scratch)
-    regions = canonical_order(per_module)
-    note = "; ".join(submission.problems)
-    if not regions and submission.found:
-        note = "; ".join(filter(None, [note, "no student-written code (every TODO left as in the stub)"]))
-    return regions, note
+    chars = np.frombuffer(code.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    count = len(chars) - NOISE_TOKENS + 1
+    if count <= 0:
+        return _EMPTY
+    value = np.zeros(count, dtype=np.uint64)
+    for offset in range(NOISE_TOKENS):  # polynomial hash modulo 2**64, then splitmix64's finaliser
+        value = value * _HASH_BASE + chars[offset : offset + count]
+    value ^= value >> np.uint64(30)
+    value *= np.uint64(0xBF58476D1CE4E5B9)
+    value ^= value >> np.uint64(27)
+    value *= np.uint64(0x94D049BB133111EB)
+    value ^= value >> np.uint64(31)
+    return (value >> np.uint64(12)).astype(np.int64)
+
+
+def matches(a: Document, b: Document) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (ascending) in ``a`` and in ``b`` of the fingerprints the two share."""
+    in_a = np.isin(a.hashes, b.unique)
+    if not in_a.any():
+        return _EMPTY, _EMPTY
+    return a.positions[in_a], b.positions[np.isin(b.hashes, a.unique)]
 
 
 def compare(a: Document, b: Document) -> Pair:
-    """Compare two fingerprinted documents with copydetect."""
-    from copydetect.detector import compare_files
+    """Compare two fingerprinted documents (the numbers copydetect's ``compare_files`` gives)."""
+    return _pair(a, b, *matches(a, b))
 
-    if not a.fingerprint.hashes & b.fingerprint.hashes:
-        return Pair(a.name, b.name, 0.0, 0.0, 0, 0, a.tokens, b.tokens)
-    _, (share_a, share_b), (slices_a, slices_b) = compare_files(a.fingerprint, b.fingerprint)
-    return Pair(a.name, b.name, float(share_a), float(share_b), _covered(slices_a), _covered(slices_b),
-                a.tokens, b.tokens)
+
+def all_pairs(documents: list[Document]) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """``(i, j, positions in documents[i], positions in documents[j])`` of shared fingerprints,
+    for every pair i < j except two public solutions.
+
+    Written here because copydetect's ``compare_files`` builds one array per shared hash
+    (milliseconds a pair), too slow for the 20 000 pairs of a class of 200: this marks each
+    document's hashes in a lookup table once and reads the other side through it.
+    """
+    _, ids = np.unique(np.concatenate([_EMPTY, *(d.hashes for d in documents)]), return_inverse=True)
+    bounds = np.cumsum([0, *(len(d.hashes) for d in documents)])
+    ids = [ids[bounds[k] : bounds[k + 1]] for k in range(len(documents))]
+    in_first = np.zeros(int(bounds[-1]) + 1, dtype=bool)
+    in_second = np.zeros_like(in_first)
+    for i, a in enumerate(documents):
+        in_first[ids[i]] = True
+        for j in range(i + 1, len(documents)):
+            if a.name.startswith(PUBLIC_PREFIX) and documents[j].name.startswith(PUBLIC_PREFIX):
+                continue
+            shared_second = in_first[ids[j]]
+            if not shared_second.any():
+                yield i, j, _EMPTY, _EMPTY
+                continue
+            in_second[ids[j]] = True
+            shared_first = in_second[ids[i]]
+            in_second[ids[j]] = False
+            yield i, j, a.positions[shared_first], documents[j].positions[shared_second]
+        in_first[ids[i]] = False
 
 
 def run_similarity(
@@ -216,7 +269,7 @@ def run_similarity(
     threshold: float = DEFAULT_THRESHOLD,
     reference: str | Path | None = None,
 ) -> SimilarityReport:
-    """Compare every pair of submissions (and each submission with each public solution).
+    """Compare every pair of submissions, and each submission with each public solution.
 
     Args:
         submissions_dir: folder with one zip or folder per submission (hidden entries skipped).
@@ -232,8 +285,6 @@ def run_similarity(
         ValueError: ``threshold`` is outside [0, 1].
         FileNotFoundError: ``submissions_dir`` or ``against_dir`` is not a folder.
     """
-    from copydetect.detector import CodeFingerprint
-
     started = time.perf_counter()
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold: expected a number in [0, 1], got {threshold}")
@@ -241,44 +292,31 @@ def run_similarity(
         if folder is not None and not Path(folder).is_dir():
             raise FileNotFoundError(f"{label} {folder} is not a folder")
     model = load_stub_model(reference if reference is not None else reference_dir())
+    sources = [(p.name, p) for p in _entries(Path(submissions_dir))]
+    if against_dir is not None:
+        sources += [(PUBLIC_PREFIX + p.name, p) for p in _entries(Path(against_dir))]
     vocabulary = Vocabulary()
-    window = GUARANTEE_TOKENS - NOISE_TOKENS + 1
-    boilerplate = np.unique(np.concatenate([
-        np.array(list(CodeFingerprint(m, NOISE_TOKENS, 1, filter=False, fp=io.StringIO(_stub_code(m, model, vocabulary))).hashes))
-        for m in STUDENT_MODULES
-    ]))
+    boilerplate = _boilerplate(model, vocabulary)
     documents: list[Document] = []
     skipped: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="rcnn-similarity-") as scratch:
-        sources = [(p.name, p) for p in _entries(Path(submissions_dir))]
-        if against_dir is not None:
-            sources += [(PUBLIC_PREFIX + p.name, p) for p in _entries(Path(against_dir))]
-        for number, (name, source) in enumerate(sources):
-            regions, note = submission_regions(source, model, Path(scratch) / str(number))
-            if not regions:
-                skipped[name] = note or "no student-written code"
-                continue
-            document = build_document(name, regions, vocabulary)
-            document.fingerprint = CodeFingerprint(name, NOISE_TOKENS, window, boilerplate, filter=False,
-                                                   fp=io.StringIO(document.code))
-            documents.append(document)
-    # copydetect's CopyDetector walks folders with its own tokenizer; the loop over our documents is ours.
+    for (name, _), (regions, note) in zip(sources, _load_all([p for _, p in sources], model)):
+        if not regions:
+            skipped[name] = note or "no student-written code"
+            continue
+        document = build_document(name, regions, vocabulary)
+        fingerprint(document, boilerplate)
+        documents.append(document)
     count = len(documents)
     shares = np.full((count, count, 2), -1.0)  # copydetect's layout: [i, j] = (share of i, share of j); -1 not compared
     matched = np.full((count, count), -1, dtype=np.int64)
     listed: list[Pair] = []
-    for i, a in enumerate(documents):
-        for j in range(i + 1, count):
-            b = documents[j]
-            if a.name.startswith(PUBLIC_PREFIX) and b.name.startswith(PUBLIC_PREFIX):
-                continue
-            pair = compare(a, b)
-            shares[i, j], shares[j, i] = (pair.share_a, pair.share_b), (pair.share_b, pair.share_a)
-            matched[i, j], matched[j, i] = pair.matched_a, pair.matched_b
-            if pair.score >= threshold and pair.score > 0:
-                listed.append(pair)
-    by_name = {d.name: d for d in documents}
-    listed = sorted((_with_functions(p, by_name) for p in listed), key=lambda p: (-p.score, -p.matched_a, p.a, p.b))
+    for i, j, in_a, in_b in all_pairs(documents):
+        pair = _pair(documents[i], documents[j], in_a, in_b)
+        shares[i, j], shares[j, i] = (pair.share_a, pair.share_b), (pair.share_b, pair.share_a)
+        matched[i, j], matched[j, i] = pair.matched_a, pair.matched_b
+        if pair.score >= threshold and pair.score > 0:
+            listed.append(_with_functions(pair, documents[i], documents[j], in_a, in_b))
+    listed.sort(key=lambda p: (-p.score, -max(p.matched_a, p.matched_b), p.a, p.b))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     compared = int((matched[np.triu_indices(count, 1)] >= 0).sum())
@@ -309,28 +347,30 @@ def write_html(documents: list[Document], pairs: list[Pair], shares: np.ndarray,
         documents: the batch, in the order of the matrices' rows.
         pairs: the listed pairs, best first.
         shares: float [D, D, 2]: ``[i, j]`` = (share of i, share of j); -1 where not compared.
-        matched: int [D, D]: tokens of i matched with j; -1 where not compared.
+        matched: int64 [D, D]: tokens of i matched with j; -1 where not compared.
         threshold: the listing threshold.
         path: the HTML file to write.
     """
-    from copydetect.detector import CopyDetector, compare_files
+    from copydetect.detector import CopyDetector
 
     if not documents:
         path.write_text(f"<!DOCTYPE html><title>Similarity</title><p>No submission holds student-written code. "
                         f"{html.escape(NOTICE)}</p>\n", encoding="utf-8")
         return path
     cut = pairs[MAX_REPORT_PAIRS - 1].score if len(pairs) > MAX_REPORT_PAIRS else threshold
-    shown = [p for p in pairs if p.score >= cut]
-    # copydetect lists a pair when one side's share is above display_t: exactly `shown`.
+    # copydetect lists a pair when one side's share is above display_t: exactly the pairs scoring >= cut.
     detector = CopyDetector(test_dirs=[], display_t=min(max(cut - 1e-9, 0.0), 1.0), autoopen=False, silent=True,
                             out_file=str(path))
     names = _safe_names([d.name for d in documents])
     index = {d.name: i for i, d in enumerate(documents)}
     slices: dict[tuple[str, str], list[np.ndarray]] = {}
-    for p in shown:
+    for p in pairs:
+        if p.score < cut:
+            break
         a, b = documents[index[p.a]], documents[index[p.b]]
-        _, _, (code_a, code_b) = compare_files(a.fingerprint, b.fingerprint)
-        slices[(names[index[p.a]], names[index[p.b]])] = [_text_slices(a, code_a), _text_slices(b, code_b)]
+        in_a, in_b = matches(a, b)
+        slices[(names[index[p.a]], names[index[p.b]])] = [_text_slices(a, _runs(in_a)), _text_slices(b, _runs(in_b))]
+    # Fill the state CopyDetector.run() would leave (over files it tokenizes itself), then let it render.
     detector.test_files = detector.ref_files = names
     detector.file_data = {name: _Shown(d.text) for name, d in zip(names, documents)}
     detector.similarity_matrix, detector.token_overlap_matrix, detector.slice_matrix = shares, matched, slices
@@ -340,14 +380,12 @@ def write_html(documents: list[Document], pairs: list[Pair], shares: np.ndarray,
 
 def format_summary(report: SimilarityReport, top: int = 10) -> str:
     """A few lines for the terminal: counts, the best pairs, where the files are, and the notice."""
-    lines = [f"similarity: {len(report.documents)} documents compared in {report.compared} pairs "
-             f"({report.seconds:.1f} s)"]
-    for name, note in report.skipped.items():
-        lines.append(f"  skipped {name}: {note}")
+    lines = [f"similarity: {len(report.documents)} submissions and public solutions, "
+             f"{report.compared} pairs compared in {report.seconds:.1f} s"]
+    lines += [f"  skipped {name}: {note}" for name, note in report.skipped.items()]
     lines.append(f"pairs with score >= {report.threshold:.2f}: {len(report.pairs)}")
     for p in report.pairs[:top]:
-        functions = ", ".join(name for name, _ in p.functions[:4])
-        lines.append(f"  {p.score:.2f}  {p.a}  {p.b}  {functions}")
+        lines.append(f"  {p.score:.2f}  {p.a}  {p.b}  {', '.join(name for name, _ in p.functions[:4])}")
     if report.csv_path is not None:
         lines.append(f"wrote {report.csv_path} and {report.html_path}")
     lines.append(NOTICE)
@@ -361,45 +399,92 @@ class _Shown:
         self.raw_code = raw_code
 
 
+_worker_model: StubModel | None = None
+
+
+def _set_worker_model(model: StubModel) -> None:
+    global _worker_model
+    _worker_model = model
+
+
+def _worker_regions(job: tuple[Path, Path]) -> tuple[list[Region], str]:
+    assert _worker_model is not None, "worker started without a stub model"
+    return submission_regions(job[0], _worker_model, job[1])
+
+
+def _load_all(sources: list[Path], model: StubModel) -> list[tuple[list[Region], str]]:
+    """:func:`submission_regions` of every source, in worker processes for a large batch."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(MAX_WORKERS, cpus)
+    with tempfile.TemporaryDirectory(prefix="rcnn-similarity-") as scratch:
+        jobs = [(source, Path(scratch) / str(number)) for number, source in enumerate(sources)]
+        if len(jobs) < PARALLEL_MIN_SUBMISSIONS or workers < 2:
+            return [submission_regions(source, model, folder) for source, folder in jobs]
+        # spawn, not fork: the parent may hold torch's threads
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_set_worker_model, initargs=(model,)) as pool:
+            return list(pool.map(_worker_regions, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+
+
 def _entries(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def _stub_code(module: str, model: StubModel, vocabulary: Vocabulary) -> str:
-    """The whole stub module normalised like student code (copydetect's boilerplate)."""
-    return "".join(vocabulary.char(t.key) for t in stub_tokens(module, model))
+def _boilerplate(model: StubModel, vocabulary: Vocabulary) -> np.ndarray:
+    """Hashes of every k-gram of the normalised stubs (what copydetect calls boilerplate), sorted."""
+    codes = ["".join(vocabulary.char(t.key) for t in stub_tokens(module, model)) for module in STUDENT_MODULES]
+    return np.unique(np.concatenate([kgram_hashes(code) for code in codes]))
 
 
-def _covered(slices: np.ndarray) -> int:
-    """Tokens inside copydetect's matched slices (2 x M array of starts and ends)."""
-    return int(np.sum(slices[1] - slices[0])) if len(slices) and slices.shape[-1] else 0
+def _runs(positions: np.ndarray) -> np.ndarray:
+    """Runs of matched tokens from ascending fingerprint positions: int64 [2, R] of starts and ends.
+
+    As copydetect's ``get_copied_slices``: each fingerprint covers ``NOISE_TOKENS`` tokens,
+    and fingerprints closer than that join one run.
+    """
+    if not len(positions):
+        return np.zeros((2, 0), dtype=np.int64)
+    breaks = np.nonzero(np.diff(positions) > NOISE_TOKENS - 1)[0]
+    starts = np.concatenate([positions[:1], positions[breaks + 1]])
+    ends = np.concatenate([positions[breaks], positions[-1:]]) + NOISE_TOKENS
+    return np.stack([starts, ends])
 
 
-def _with_functions(pair: Pair, documents: dict[str, Document]) -> Pair:
-    """``pair`` with the regions its matches fall in (the larger count of the two sides per name)."""
-    from copydetect.detector import compare_files
+def _run_tokens(positions: np.ndarray) -> int:
+    """Tokens inside :func:`_runs` of ``positions`` (ascending)."""
+    if not len(positions):
+        return 0
+    return int(np.minimum(np.diff(positions), NOISE_TOKENS).sum()) + NOISE_TOKENS
 
-    a, b = documents[pair.a], documents[pair.b]
-    _, _, (slices_a, slices_b) = compare_files(a.fingerprint, b.fingerprint)
+
+def _pair(a: Document, b: Document, in_a: np.ndarray, in_b: np.ndarray) -> Pair:
+    """The pair's numbers from the positions of their shared fingerprints (as copydetect's ``compare_files``)."""
+    matched_a, matched_b = _run_tokens(in_a), _run_tokens(in_b)
+    share_a = matched_a / a.coverage if a.coverage else 0.0
+    share_b = matched_b / b.coverage if b.coverage else 0.0
+    return Pair(a.name, b.name, share_a, share_b, matched_a, matched_b, a.tokens, b.tokens)
+
+
+def _with_functions(pair: Pair, a: Document, b: Document, in_a: np.ndarray, in_b: np.ndarray) -> Pair:
+    """``pair`` with the regions its matched runs fall in, and how many tokens of each."""
     counts: dict[str, int] = {}
-    for document, slices in ((a, slices_a), (b, slices_b)):
-        matched = np.zeros(len(document.code), dtype=bool)
-        for start, end in zip(*slices):
-            matched[int(start) : int(end)] = True
-        for first, end, name in document.regions:
-            counts[name] = max(counts.get(name, 0), int(matched[first:end].sum()))
+    for document, positions in ((a, in_a), (b, in_b)):
+        runs = _runs(positions)  # disjoint, so overlaps with a region add up
+        bounds = np.array([(first, end) for first, end, _ in document.regions], dtype=np.int64)  # (R, 2)
+        inside = np.minimum(runs[1][None, :], bounds[:, 1:]) - np.maximum(runs[0][None, :], bounds[:, :1])  # (R, runs)
+        for (_, _, name), count in zip(document.regions, np.clip(inside, 0, None).sum(axis=1).tolist()):
+            counts[name] = max(counts.get(name, 0), count)
     functions = tuple(sorted(((n, c) for n, c in counts.items() if c), key=lambda item: (-item[1], item[0])))
     return Pair(pair.a, pair.b, pair.share_a, pair.share_b, pair.matched_a, pair.matched_b,
                 pair.tokens_a, pair.tokens_b, functions)
 
 
-def _text_slices(document: Document, slices: np.ndarray) -> np.ndarray:
-    """copydetect's slices in ``document.code`` mapped to spans of ``document.text``."""
-    if not len(slices) or not slices.shape[-1]:
-        return np.zeros((2, 0), dtype=np.int64)
-    starts = document.starts[slices[0].astype(np.int64)]
-    ends = document.ends[slices[1].astype(np.int64) - 1]
-    return np.stack([starts, np.maximum(ends, starts)])
+def _text_slices(document: Document, runs: np.ndarray) -> np.ndarray:
+    """Runs in ``document.code`` mapped to spans of ``document.text`` (int64 [2, R])."""
+    if not runs.shape[1]:
+        return runs
+    starts = document.starts[runs[0]]
+    return np.stack([starts, np.maximum(document.ends[runs[1] - 1], starts)])
 
 
 def _safe_names(names: list[str]) -> list[str]:

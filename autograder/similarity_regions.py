@@ -31,8 +31,10 @@ import re
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from rcnn_kit.course import PACKAGE_NAME, STUDENT_MODULES
+from autograder.intake import load_submission
+from rcnn_kit.course import PACKAGE_NAME, STUDENT_MODULES, rmtree
 from release_tool.markers import PLACEHOLDER_COMMENT, TODO_COMMENT, stub_source
 
 #: Normalised key of an identifier the student chose.
@@ -57,8 +59,7 @@ _HELPER_SCOPE = ("", "")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """One student-written token: its normalised key and its span in the region's text."""
 
     key: str
@@ -177,48 +178,93 @@ def extract_regions(text: str, module: str, model: StubModel) -> list[Region]:
     if module not in model.todo_functions:
         raise ValueError(f"module: expected one of {STUDENT_MODULES}, got {module!r}")
     text = _clean(text)
-    tokens = _tokens(text)
-    code = _Code(tokens, _line_starts(text))
-    line_keys = _line_keys(tokens)
     try:
         functions = _functions(ast.parse(text))
     except (SyntaxError, ValueError):  # ValueError: null bytes in the source
-        functions = None
-    # (name, is TODO, scope, def row, first body row, last row, docstring rows or (0, 0))
-    spans: list[tuple[str, bool, tuple[str, str], int, int, int, tuple[int, int]]] = []
-    if functions is None:
-        last = len(code.starts) - 1
-        spans.append((f"{module}.{UNPARSED}", False, (module, ""), 1, 1, last, (0, 0)))
-    for qualname, node in (functions or {}).items():
+        region = _region(f"{module}.{UNPARSED}", False, text, 1, (0, 0), model.given_lines[(module, "")],
+                         model.names | model.local_names[(module, "")], model.attributes)
+        return [region] if region is not None else []
+    starts = _line_starts(text)
+    todo_regions: dict[str, Region] = {}
+    helpers: list[Region] = []
+    for qualname, node in functions.items():
         is_todo = qualname in model.todo_functions[module]
         docstring = _has_docstring(node)
         body = node.body[1:] if docstring else node.body
-        if body and (is_todo or qualname not in model.given_functions[module]):  # else given in full
-            doc_rows = (node.body[0].lineno, _end(node.body[0])) if docstring else (0, 0)
-            scope = (module, qualname) if is_todo else _HELPER_SCOPE
-            spans.append((f"{module}.{qualname}", is_todo, scope, node.lineno, body[0].lineno, _end(node), doc_rows))
-    todo_regions: dict[str, Region] = {}
-    helpers: list[Region] = []
-    for name, is_todo, scope, first, body_first, last, (doc_first, doc_last) in spans:
-        given = model.given_lines.get(scope, frozenset())
-        skip = {row for row in range(body_first, last + 1) if line_keys.get(row) in given}
-        names = model.names | model.local_names.get(scope, frozenset())
-        offset = code.starts[first - 1]
-        shown = text[offset : code.starts[last]]
-        cut = 0  # the report shows the function without its docstring
-        if first < doc_first and doc_last < body_first:
-            cut = code.starts[doc_last] - code.starts[doc_first - 1]
-            shown = text[offset : code.starts[doc_first - 1]] + text[code.starts[doc_last] : code.starts[last]]
-        selected = code.select(body_first, last, skip, offset + cut, names, model.attributes)
-        if not selected:
+        if not body or (not is_todo and qualname in model.given_functions[module]):  # given in full
             continue
-        region = Region(name, is_todo, shown, selected)
-        if is_todo:
-            todo_regions[name] = region
-        else:
+        first = node.lineno
+        doc_rows = (node.body[0].lineno - first + 1, _end(node.body[0]) - first + 1) if docstring else (0, 0)
+        scope = (module, qualname) if is_todo else _HELPER_SCOPE
+        region = _region(f"{module}.{qualname}", is_todo, text[starts[first - 1] : starts[_end(node)]],
+                         body[0].lineno - first + 1, doc_rows, model.given_lines.get(scope, frozenset()),
+                         model.names | model.local_names.get(scope, frozenset()), model.attributes)
+        if region is not None and is_todo:
+            todo_regions[qualname] = region
+        elif region is not None:
             helpers.append(region)
-    ordered = [todo_regions[f"{module}.{q}"] for q in model.todo_functions[module] if f"{module}.{q}" in todo_regions]
-    return ordered + helpers
+    return [todo_regions[q] for q in model.todo_functions[module] if q in todo_regions] + helpers
+
+
+def canonical_order(regions_per_module: dict[str, list[Region]]) -> list[Region]:
+    """TODO regions in module and stub order, then each module's helpers sorted by normalised code.
+
+    The order does not depend on where a student put each function in a file.
+    """
+    ordered: list[Region] = []
+    for module in STUDENT_MODULES:
+        regions = regions_per_module.get(module, [])
+        ordered += [r for r in regions if r.todo]
+        ordered += sorted((r for r in regions if not r.todo), key=lambda r: [t.key for t in r.tokens])
+    return ordered
+
+
+def submission_regions(source: Path, model: StubModel, scratch: Path) -> tuple[list[Region], str]:
+    """The student-written regions of one submission in :func:`canonical_order`, and a note.
+
+    Args:
+        source: a zip or folder, unpacked with :func:`autograder.intake.load_submission`.
+        model: the stub index.
+        scratch: a folder that does not exist yet (removed again before returning).
+
+    Returns:
+        ``(regions, note)``: the note lists the intake's problems, or says that the
+        submission holds no student-written code; it is empty when all is well.
+    """
+    try:
+        submission = load_submission(source, scratch)
+        per_module = {
+            module: extract_regions(path.read_bytes().decode("utf-8", errors="replace"), module, model)
+            for module, path in submission.found.items()
+        }
+    finally:
+        rmtree(scratch)
+    regions = canonical_order(per_module)
+    notes = list(submission.problems)
+    if not regions and submission.found:
+        notes.append("no student-written code (every TODO left as in the stub)")
+    return regions, "; ".join(notes)
+
+
+def _region(name: str, is_todo: bool, text: str, body_row: int, doc_rows: tuple[int, int],
+            given: frozenset[tuple[str, ...]], names: frozenset[str], attributes: frozenset[str]) -> Region | None:
+    """The region of one function's ``text`` (rows counted from its first line), or None when empty.
+
+    Args:
+        body_row: the row of the first statement after the docstring.
+        doc_rows: first and last row of the docstring, (0, 0) without one.
+        given: token strings of the stub's lines; equal lines are not the student's.
+    """
+    tokens = _tokens(text)
+    code = _Code(tokens, _line_starts(text))
+    skip = {row for row, key in _line_keys(tokens).items() if key in given}
+    shown, cut = text, 0  # the report shows the function without its docstring
+    doc_first, doc_last = doc_rows
+    if 1 < doc_first and doc_last < body_row:
+        cut = code.starts[doc_last] - code.starts[doc_first - 1]
+        shown = text[: code.starts[doc_first - 1]] + text[code.starts[doc_last] :]
+    selected = code.select(body_row, len(code.starts) - 1, skip, cut, names, attributes)
+    return Region(name, is_todo, shown, selected) if selected else None
 
 
 def stub_tokens(module: str, model: StubModel) -> list[Token]:
