@@ -27,6 +27,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ class Document:
         code: one character per normalised token, each region after a ``_SEPARATOR``.
         text: what the report shows: each region's source under a ``# ===== name`` header.
         starts, ends: int64 [len(code)]: the span in ``text`` of each character of ``code``.
-        regions: ``(first, end, name)`` of each region in ``code``.
+        regions: ``(first, end, name)``: the range of each region's tokens in ``code``.
         positions, hashes: int64 [F]: copydetect's winnowed fingerprints (position in
             ``code``, hash), by position.
         unique: int64 [U]: the distinct hashes, sorted.
@@ -96,7 +97,7 @@ class Document:
     @property
     def tokens(self) -> int:
         """Student-written tokens in the document."""
-        return len(self.code) - len(self.regions)
+        return sum(end - first for first, end, _ in self.regions)
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def build_document(name: str, regions: list[Region], vocabulary: Vocabulary) -> 
         body = region.text if region.text.endswith("\n") else region.text + "\n"
         text += [header, body]
         length += len(header) + len(body)
-        bounds.append((first, len(code), region.name))
+        bounds.append((first + 1, len(code), region.name))
     return Document(name, "".join(code), "".join(text), np.array(starts, dtype=np.int64),
                     np.array(ends, dtype=np.int64), bounds)
 
@@ -353,9 +354,9 @@ def write_html(documents: list[Document], pairs: list[Pair], shares: np.ndarray,
     """
     from copydetect.detector import CopyDetector
 
-    if not documents:
+    if not documents:  # copydetect cannot draw an empty matrix
         path.write_text(f"<!DOCTYPE html><title>Similarity</title><p>No submission holds student-written code. "
-                        f"{html.escape(NOTICE)}</p>\n", encoding="utf-8")
+                        f"{html.escape(NOTICE, quote=False)}</p>\n", encoding="utf-8")
         return path
     cut = pairs[MAX_REPORT_PAIRS - 1].score if len(pairs) > MAX_REPORT_PAIRS else threshold
     # copydetect lists a pair when one side's share is above display_t: exactly the pairs scoring >= cut.
@@ -374,7 +375,11 @@ def write_html(documents: list[Document], pairs: list[Pair], shares: np.ndarray,
     detector.test_files = detector.ref_files = names
     detector.file_data = {name: _Shown(d.text) for name, d in zip(names, documents)}
     detector.similarity_matrix, detector.token_overlap_matrix, detector.slice_matrix = shares, matched, slices
-    detector.generate_html_report()
+    with warnings.catch_warnings():  # copydetect 0.5 reads its template with a deprecated importlib call
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"copydetect\.")
+        page = detector.generate_html_report(output_mode="return")
+    banner = f'<body>\n<p class="alert alert-warning">{html.escape(NOTICE, quote=False)}</p>'
+    path.write_text(page.replace("<body>", banner, 1), encoding="utf-8")
     return path
 
 

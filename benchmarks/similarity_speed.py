@@ -17,6 +17,7 @@ import argparse
 import os
 import platform
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -57,17 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "rcnn_kit", "similarity", str(batch), "--out", str(Path(tmp) / "out")]
         if args.threshold is not None:
             command += ["--threshold", str(args.threshold)]
-        started = time.perf_counter()
         path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and its worker processes
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
         if proc.returncode != 0:
             print(f"rcnn-kit similarity failed with exit code {proc.returncode}", file=sys.stderr)
             return proc.returncode
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{args.count} submissions: {seconds:.1f} s wall for `rcnn-kit similarity` "
-          f"({platform.machine()}, {os.cpu_count()} CPUs, load {load:.1f}, Python {platform.python_version()})")
+    print(f"{args.count} submissions: {seconds:.1f} s wall, {cpu:.1f} CPU-seconds (all processes) for "
+          f"`rcnn-kit similarity` ({platform.machine()}, {os.cpu_count()} CPUs, load {load:.1f} before the end, "
+          f"Python {platform.python_version()})")
     return 0
 
 

@@ -498,3 +498,113 @@ def mutated(rng: random.Random, stub_texts: dict[str, str], reference: dict[str,
         if name == "C" and module in C_HELPERS:
             helpers[module] = C_HELPERS[module]
     return fill(stub_texts, blocks, helpers)
+
+
+#: Style C's blocks with statements that commute put in another order.
+C_REORDERED = {
+    **C,
+    "nms#0": """
+        picked = []
+        remaining = scores.argsort(descending=True, stable=True)
+        while remaining.numel() > 0:
+            top = remaining[0]
+            picked.append(top)
+            if remaining.numel() == 1:
+                break
+            ov = iou(boxes[top].unsqueeze(0), boxes[remaining[1:]]).squeeze(0)
+            remaining = remaining[1:][ov <= iou_threshold]
+        if not picked:
+            return torch.empty(0, dtype=torch.int64, device=boxes.device)
+        return torch.stack(picked).long()
+    """,
+    "anchors#0": """
+        rows, cols = feat_shape[2], feat_shape[3]
+        half = 0.5 * level_stride
+        y_centers = torch.arange(rows, device=device, dtype=dtype) * level_stride + half
+        x_centers = torch.arange(cols, device=device, dtype=dtype) * level_stride + half
+        location_coords[level_name] = torch.cartesian_prod(y_centers, x_centers).flip(1)
+    """,
+    "anchors#1": """
+        corners = torch.cat([locations.repeat_interleave(len(aspect_ratios), dim=0)] * 2, dim=1)
+        shapes = _anchor_shapes(float((stride_scale * level_stride) ** 2), aspect_ratios, locations)
+        offsets = torch.cat([-shapes / 2, shapes / 2], dim=1).repeat(locations.shape[0], 1)
+        anchors_per_fpn_level[level_name] = corners + offsets
+    """,
+    "deltas#0": """
+        a = _to_cxcywh(anchors)
+        target = gt_boxes[..., :4]
+        invalid = ((target == -1).sum(dim=1) == 4) | ((target == IGNORED_DELTA).sum(dim=1) == 4)
+        g = _to_cxcywh(torch.where(invalid[:, None], anchors, target))
+        result = torch.cat([(g[:, :2] - a[:, :2]) / a[:, 2:], torch.log(g[:, 2:] / a[:, 2:])], dim=1)
+        return torch.where(invalid[:, None], torch.full_like(result, IGNORED_DELTA), result)
+    """,
+    "deltas#1": """
+        a = _to_cxcywh(anchors)
+        size = a[:, 2:] * deltas[:, 2:].clamp(max=DELTA_SCALE_CLAMP).exp()
+        centre = a[:, :2] + deltas[:, :2] * a[:, 2:]
+        return torch.cat([centre - size / 2, centre + size / 2], dim=1)
+    """,
+    "rpn#0": """
+        width = ([in_channels, *stem_channels])[-1]
+        self.stem_rpn = _conv_relu_stack([in_channels, *stem_channels])
+        self.pred_box = nn.Conv2d(width, num_anchors * 4, kernel_size=(1, 1))
+        self.pred_obj = nn.Conv2d(width, num_anchors, kernel_size=(1, 1))
+        for layer in (self.pred_obj, self.pred_box):
+            torch.nn.init.normal_(layer.weight, mean=0, std=RPN_INIT_STD)
+            torch.nn.init.zeros_(layer.bias)
+    """,
+    "rpn#1": """
+        trunk = self.stem_rpn(feats)
+        regress = self.pred_box(trunk)
+        logits = self.pred_obj(trunk)
+        object_logits[level_name] = logits.movedim(1, -1).reshape(logits.shape[0], -1)
+        boxreg_deltas[level_name] = regress.movedim(1, -1).reshape(regress.shape[0], -1, 4)
+    """,
+}
+
+#: Copy pairs of :func:`build_batch` (names as the report gives them).
+COPY_PAIRS = frozenset({
+    frozenset({"A.zip", "A_renamed"}),
+    frozenset({"C", "C_reordered"}),
+    frozenset({"ref_copy.zip", "public:reference"}),
+    frozenset({"D", "public:d_online.zip"}),
+})
+
+
+def with_comments(code: str) -> str:
+    """``code`` with a comment after every other line and blank lines between statements."""
+    lines = textwrap.dedent(code).strip("\n").splitlines()
+    return "\n".join(f"{line}  # my step {n}" if n % 2 else f"{line}\n" for n, line in enumerate(lines)) + "\n"
+
+
+def build_batch(root: Path) -> tuple[Path, Path]:
+    """Write a batch of submissions and a folder of public solutions under ``root``.
+
+    Independent: A (zip), B (package folder), C (flat files with helpers), D (package).
+    Copies: A_renamed (A with every local renamed, comments added), C_reordered (C with
+    functions moved in their files and commuting statements swapped), ref_copy.zip (the
+    reference's solution blocks), and the public ``d_online.zip`` (D with comments). Also
+    ``stub_only`` (nothing implemented). Returns ``(submissions folder, public folder)``.
+    """
+    subs, public = root / "submissions", root / "public"
+    subs.mkdir(parents=True)
+    public.mkdir(parents=True)
+    stub_texts = stubs()
+    write_submission(subs / "A", fill(stub_texts, A), "zip")
+    write_submission(subs / "B", fill(stub_texts, B), "package")
+    write_submission(subs / "C", fill(stub_texts, C, C_HELPERS), "flat")
+    write_submission(subs / "D", fill(stub_texts, D), "package")
+    renamed = {key: with_comments(rename(textwrap.dedent(code), A_RENAMES)) for key, code in A.items()}
+    write_submission(subs / "A_renamed", fill(stub_texts, renamed), "package")
+    reordered = fill(stub_texts, C_REORDERED, C_HELPERS)
+    for module, function in (("iou", "iou"), ("anchors", "get_fpn_location_coords"), ("deltas", "rcnn_get_deltas_from_anchors")):
+        reordered[module] = move_function_last(reordered[module], function)
+    write_submission(subs / "C_reordered", reordered, "package")
+    write_submission(subs / "ref_copy", fill(stub_texts, reference_blocks()), "zip")
+    write_submission(subs / "stub_only", stub_texts, "flat")
+    write_submission(public / "d_online", fill(stub_texts, {k: with_comments(v) for k, v in D.items()}), "zip")
+    reference = public / "reference" / PACKAGE_NAME
+    reference.mkdir(parents=True)
+    for module in STUDENT_MODULES:
+        (reference / f"{module}.py").write_text((reference_dir() / f"{module}.py").read_text())
+    return subs, public
