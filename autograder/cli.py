@@ -39,7 +39,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     grade_all.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default 1)")
     grade_all.add_argument("--out", type=Path, default=Path("gradebook.csv"), help="CSV file to write (default gradebook.csv)")
     grade_all.add_argument("--results-dir", type=Path, default=None, help="also keep each results.json here (default: not kept)")
-    grade_all.add_argument("--similarity", action="store_true", help="after grading, write a similarity report (never affects grades)")
+    grade_all.add_argument("--similarity", action="store_true", help="after grading, write a similarity report into RESULTS_DIR/similarity (or beside --out); never affects grades")
     _common_grading_flags(grade_all)
     grade_all.set_defaults(func=_cmd_grade_all)
 
@@ -162,7 +162,7 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({len(rows)} submissions)")
     if args.similarity:
         similarity_dir = (args.results_dir or args.out.parent) / "similarity"
-        _cmd_similarity(argparse.Namespace(submissions_dir=args.submissions_dir, against=None, out=similarity_dir, threshold=None))
+        return _cmd_similarity(argparse.Namespace(submissions_dir=args.submissions_dir, against=None, out=similarity_dir, threshold=None))
     return 0
 
 

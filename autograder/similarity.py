@@ -20,6 +20,7 @@ zip or subfolder each) are compared with every submission.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import io
 import multiprocessing
@@ -77,9 +78,8 @@ class Document:
         text: what the report shows: each region's source under a ``# ===== name`` header.
         starts, ends: int64 [len(code)]: the span in ``text`` of each character of ``code``.
         regions: ``(first, end, name)``: the range of each region's tokens in ``code``.
-        positions, hashes: int64 [F]: copydetect's winnowed fingerprints (position in
-            ``code``, hash), by position.
-        unique: int64 [U]: the distinct hashes, sorted.
+        positions, hashes: int64 [F]: the winnowed fingerprints (position in ``code``, hash),
+            by position.
         coverage: tokens its fingerprints cover (copydetect's ``token_coverage``).
     """
 
@@ -91,7 +91,6 @@ class Document:
     regions: list[tuple[int, int, str]]
     positions: np.ndarray = field(default_factory=lambda: _EMPTY)
     hashes: np.ndarray = field(default_factory=lambda: _EMPTY)
-    unique: np.ndarray = field(default_factory=lambda: _EMPTY)
     coverage: float = 0.0
 
     @property
@@ -109,6 +108,8 @@ class Pair:
         matched_a, matched_b: each side's tokens inside runs of shared fingerprints.
         functions: ``(region, matched tokens)`` for each region holding matches, most first
             (the larger count of the two sides when both have a region of that name).
+        runs_a, runs_b: int64 [2, R]: start and end in each document's ``code`` of the
+            matched runs (listed pairs only).
     """
 
     a: str
@@ -120,6 +121,8 @@ class Pair:
     tokens_a: int
     tokens_b: int
     functions: tuple[tuple[str, int], ...] = ()
+    runs_a: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), dtype=np.int64), compare=False, repr=False)
+    runs_b: np.ndarray = field(default_factory=lambda: np.zeros((2, 0), dtype=np.int64), compare=False, repr=False)
 
     @property
     def score(self) -> float:
@@ -192,7 +195,6 @@ def fingerprint(document: Document, boilerplate: np.ndarray) -> None:
     order = sorted(by_position)
     document.positions = np.array(order, dtype=np.int64)
     document.hashes = np.array([by_position[i] for i in order], dtype=np.int64)
-    document.unique = np.unique(document.hashes)
     by_hash: dict[int, list[int]] = {}
     for position, value in by_position.items():
         by_hash.setdefault(value, []).append(position)
@@ -221,22 +223,17 @@ def kgram_hashes(code: str) -> np.ndarray:
     return (value >> np.uint64(12)).astype(np.int64)
 
 
-def matches(a: Document, b: Document) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (ascending) in ``a`` and in ``b`` of the fingerprints the two share."""
-    in_a = np.isin(a.hashes, b.unique)
-    if not in_a.any():
-        return _EMPTY, _EMPTY
-    return a.positions[in_a], b.positions[np.isin(b.hashes, a.unique)]
-
-
 def compare(a: Document, b: Document) -> Pair:
     """Compare two fingerprinted documents (the numbers copydetect's ``compare_files`` gives)."""
-    return _pair(a, b, *matches(a, b))
+    _, _, in_a, in_b = next(all_pairs([a, b], skip_public_pairs=False))
+    return _pair(a, b, in_a, in_b)
 
 
-def all_pairs(documents: list[Document]) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-    """``(i, j, positions in documents[i], positions in documents[j])`` of shared fingerprints,
-    for every pair i < j except two public solutions.
+def all_pairs(
+    documents: list[Document], skip_public_pairs: bool = True
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """``(i, j, positions in documents[i], positions in documents[j])`` of shared fingerprints
+    (ascending), for every pair i < j (except two public solutions, unless asked).
 
     Written here because copydetect's ``compare_files`` builds one array per shared hash
     (milliseconds a pair), too slow for the 20 000 pairs of a class of 200: this marks each
@@ -250,7 +247,7 @@ def all_pairs(documents: list[Document]) -> Iterator[tuple[int, int, np.ndarray,
     for i, a in enumerate(documents):
         in_first[ids[i]] = True
         for j in range(i + 1, len(documents)):
-            if a.name.startswith(PUBLIC_PREFIX) and documents[j].name.startswith(PUBLIC_PREFIX):
+            if skip_public_pairs and a.name.startswith(PUBLIC_PREFIX) and documents[j].name.startswith(PUBLIC_PREFIX):
                 continue
             shared_second = in_first[ids[j]]
             if not shared_second.any():
@@ -368,9 +365,8 @@ def write_html(documents: list[Document], pairs: list[Pair], shares: np.ndarray,
     for p in pairs:
         if p.score < cut:
             break
-        a, b = documents[index[p.a]], documents[index[p.b]]
-        in_a, in_b = matches(a, b)
-        slices[(names[index[p.a]], names[index[p.b]])] = [_text_slices(a, _runs(in_a)), _text_slices(b, _runs(in_b))]
+        i, j = index[p.a], index[p.b]
+        slices[(names[i], names[j])] = [_text_slices(documents[i], p.runs_a), _text_slices(documents[j], p.runs_b)]
     # Fill the state CopyDetector.run() would leave (over files it tokenizes itself), then let it render.
     detector.test_files = detector.ref_files = names
     detector.file_data = {name: _Shown(d.text) for name, d in zip(names, documents)}
@@ -473,15 +469,14 @@ def _pair(a: Document, b: Document, in_a: np.ndarray, in_b: np.ndarray) -> Pair:
 def _with_functions(pair: Pair, a: Document, b: Document, in_a: np.ndarray, in_b: np.ndarray) -> Pair:
     """``pair`` with the regions its matched runs fall in, and how many tokens of each."""
     counts: dict[str, int] = {}
-    for document, positions in ((a, in_a), (b, in_b)):
-        runs = _runs(positions)  # disjoint, so overlaps with a region add up
+    runs_a, runs_b = _runs(in_a), _runs(in_b)
+    for document, runs in ((a, runs_a), (b, runs_b)):  # runs are disjoint: overlaps with a region add up
         bounds = np.array([(first, end) for first, end, _ in document.regions], dtype=np.int64)  # (R, 2)
         inside = np.minimum(runs[1][None, :], bounds[:, 1:]) - np.maximum(runs[0][None, :], bounds[:, :1])  # (R, runs)
         for (_, _, name), count in zip(document.regions, np.clip(inside, 0, None).sum(axis=1).tolist()):
             counts[name] = max(counts.get(name, 0), count)
     functions = tuple(sorted(((n, c) for n, c in counts.items() if c), key=lambda item: (-item[1], item[0])))
-    return Pair(pair.a, pair.b, pair.share_a, pair.share_b, pair.matched_a, pair.matched_b,
-                pair.tokens_a, pair.tokens_b, functions)
+    return dataclasses.replace(pair, functions=functions, runs_a=runs_a, runs_b=runs_b)
 
 
 def _text_slices(document: Document, runs: np.ndarray) -> np.ndarray:

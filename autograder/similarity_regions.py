@@ -391,13 +391,21 @@ def _module_level_names(tree: ast.Module) -> set[str]:
 
 
 def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
-    """Module-level functions and methods (classes nest), by qualname; nested functions stay in their parent."""
+    """Module-level functions and methods (classes nest), by qualname; nested functions stay in their parent.
+
+    A name defined twice keeps its qualname for the last definition (the one Python uses);
+    an earlier one is listed as ``qualname@line``, so its code is still compared.
+    """
     found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
 
     def visit(body: list[ast.stmt], prefix: str) -> None:
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                found.setdefault(prefix + node.name, node)
+                qualname = prefix + node.name
+                if qualname in found:
+                    earlier = found.pop(qualname)
+                    found[f"{qualname}@{earlier.lineno}"] = earlier
+                found[qualname] = node
             elif isinstance(node, ast.ClassDef):
                 visit(node.body, f"{prefix}{node.name}.")
 

@@ -500,66 +500,24 @@ def mutated(rng: random.Random, stub_texts: dict[str, str], reference: dict[str,
     return fill(stub_texts, blocks, helpers)
 
 
+def swap_lines(code: str, *swaps: tuple[int, int]) -> str:
+    """``code`` (one statement a line) with the lines of each ``(i, j)`` swapped, in order."""
+    lines = textwrap.dedent(code).strip("\n").splitlines()
+    for i, j in swaps:
+        lines[i], lines[j] = lines[j], lines[i]
+    return "\n".join(lines) + "\n"
+
+
 #: Style C's blocks with statements that commute put in another order.
 C_REORDERED = {
     **C,
-    "nms#0": """
-        picked = []
-        remaining = scores.argsort(descending=True, stable=True)
-        while remaining.numel() > 0:
-            top = remaining[0]
-            picked.append(top)
-            if remaining.numel() == 1:
-                break
-            ov = iou(boxes[top].unsqueeze(0), boxes[remaining[1:]]).squeeze(0)
-            remaining = remaining[1:][ov <= iou_threshold]
-        if not picked:
-            return torch.empty(0, dtype=torch.int64, device=boxes.device)
-        return torch.stack(picked).long()
-    """,
-    "anchors#0": """
-        rows, cols = feat_shape[2], feat_shape[3]
-        half = 0.5 * level_stride
-        y_centers = torch.arange(rows, device=device, dtype=dtype) * level_stride + half
-        x_centers = torch.arange(cols, device=device, dtype=dtype) * level_stride + half
-        location_coords[level_name] = torch.cartesian_prod(y_centers, x_centers).flip(1)
-    """,
-    "anchors#1": """
-        corners = torch.cat([locations.repeat_interleave(len(aspect_ratios), dim=0)] * 2, dim=1)
-        shapes = _anchor_shapes(float((stride_scale * level_stride) ** 2), aspect_ratios, locations)
-        offsets = torch.cat([-shapes / 2, shapes / 2], dim=1).repeat(locations.shape[0], 1)
-        anchors_per_fpn_level[level_name] = corners + offsets
-    """,
-    "deltas#0": """
-        a = _to_cxcywh(anchors)
-        target = gt_boxes[..., :4]
-        invalid = ((target == -1).sum(dim=1) == 4) | ((target == IGNORED_DELTA).sum(dim=1) == 4)
-        g = _to_cxcywh(torch.where(invalid[:, None], anchors, target))
-        result = torch.cat([(g[:, :2] - a[:, :2]) / a[:, 2:], torch.log(g[:, 2:] / a[:, 2:])], dim=1)
-        return torch.where(invalid[:, None], torch.full_like(result, IGNORED_DELTA), result)
-    """,
-    "deltas#1": """
-        a = _to_cxcywh(anchors)
-        size = a[:, 2:] * deltas[:, 2:].clamp(max=DELTA_SCALE_CLAMP).exp()
-        centre = a[:, :2] + deltas[:, :2] * a[:, 2:]
-        return torch.cat([centre - size / 2, centre + size / 2], dim=1)
-    """,
-    "rpn#0": """
-        width = ([in_channels, *stem_channels])[-1]
-        self.stem_rpn = _conv_relu_stack([in_channels, *stem_channels])
-        self.pred_box = nn.Conv2d(width, num_anchors * 4, kernel_size=(1, 1))
-        self.pred_obj = nn.Conv2d(width, num_anchors, kernel_size=(1, 1))
-        for layer in (self.pred_obj, self.pred_box):
-            torch.nn.init.normal_(layer.weight, mean=0, std=RPN_INIT_STD)
-            torch.nn.init.zeros_(layer.bias)
-    """,
-    "rpn#1": """
-        trunk = self.stem_rpn(feats)
-        regress = self.pred_box(trunk)
-        logits = self.pred_obj(trunk)
-        object_logits[level_name] = logits.movedim(1, -1).reshape(logits.shape[0], -1)
-        boxreg_deltas[level_name] = regress.movedim(1, -1).reshape(regress.shape[0], -1, 4)
-    """,
+    "nms#0": swap_lines(C["nms#0"], (0, 1)),
+    "anchors#0": swap_lines(C["anchors#0"], (2, 3)),
+    "anchors#1": swap_lines(C["anchors#1"], (0, 1)),
+    "deltas#0": swap_lines(C["deltas#0"], (1, 2), (0, 1)),
+    "deltas#1": swap_lines(C["deltas#1"], (1, 2)),
+    "rpn#0": swap_lines(C["rpn#0"], (0, 1), (2, 3)),
+    "rpn#1": swap_lines(C["rpn#1"], (1, 2)),
 }
 
 #: Copy pairs of :func:`build_batch` (names as the report gives them).

@@ -177,6 +177,14 @@ def test_normalisation_keeps_the_api_and_hides_the_students_names(model: StubMod
                     V, "=", V, ".", V, "return", S, "+", S]
 
 
+def test_every_definition_of_a_helper_is_compared(model: StubModel, stubs: dict[str, str]) -> None:
+    helper = "def _half(x):\n    return x * 0.5\n\n\ndef _half(x):\n    return x / 2\n"
+    text = batch_tools.fill(stubs, {"iou#0": "return _half(boxes1) @ boxes2.T"}, {"iou": helper})["iou"]
+    regions = extract_regions(text, "iou", model)
+    assert [r.name for r in regions] == ["iou.iou", f"iou._half@{text.splitlines().index('def _half(x):') + 1}", "iou._half"]
+    assert [r.todo for r in regions] == [True, False, False]
+
+
 def test_a_module_that_does_not_parse_is_one_region_without_the_stub(model: StubModel, stubs: dict[str, str]) -> None:
     text = batch_tools.fill(stubs, {"iou#0": "total = boxes1.sum( +"})["iou"]
     (region,) = extract_regions(text, "iou", model)
