@@ -275,26 +275,17 @@ def stub_tokens(module: str, model: StubModel) -> list[Token]:
 
 
 def normalised_keys(tokens: list[tokenize.TokenInfo], names: frozenset[str], attributes: frozenset[str]) -> list[str | None]:
-    """The normalised key of each token (None for layout, comments and the inside of f-strings).
+    """The normalised key of each token (None for layout and comments).
 
     Args:
-        tokens: consecutive tokens, starting at the start of a statement.
+        tokens: consecutive tokens from :func:`_tokens`, starting at the start of a statement.
         names: identifiers kept as they are (any other identifier becomes ``V``).
         attributes: attribute names (after a dot) kept as they are.
     """
     keys: list[str | None] = []
     depth = 0  # bracket depth, to tell keyword arguments from assignments
-    fstring = 0  # f-string nesting (3.12+)
     previous: tokenize.TokenInfo | None = None
     for i, tok in enumerate(tokens):
-        if tok.type == _FSTRING_START:
-            keys.append(STRING_KEY if fstring == 0 else None)
-            fstring += 1
-            continue
-        if fstring:
-            fstring -= tok.type == _FSTRING_END
-            keys.append(None)
-            continue
         if tok.type in _LAYOUT:
             keys.append(None)
             continue
@@ -327,14 +318,32 @@ def _clean(text: str) -> str:
 
 
 def _tokens(text: str) -> list[tokenize.TokenInfo]:
-    """Tokens of ``text``; a file that stops tokenizing keeps the tokens read so far."""
+    """Tokens of ``text``, each f-string one STRING token as before Python 3.12.
+
+    A file that stops tokenizing keeps the tokens read so far.
+    """
     found: list[tokenize.TokenInfo] = []
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             found.append(tok)
     except (tokenize.TokenError, SyntaxError):
         pass  # the tokens before the error are still the student's code
-    return found
+    if _FSTRING_START is None:
+        return found
+    starts = _line_starts(text)
+    merged: list[tokenize.TokenInfo] = []
+    opened: list[tokenize.TokenInfo] = []  # FSTRING_START of the f-strings open around the current token
+    for tok in found:
+        if tok.type == _FSTRING_START:
+            opened.append(tok)
+        elif tok.type == _FSTRING_END and opened:
+            first = opened.pop()
+            if not opened:
+                source = text[starts[first.start[0] - 1] + first.start[1] : starts[tok.end[0] - 1] + tok.end[1]]
+                merged.append(tokenize.TokenInfo(tokenize.STRING, source, first.start, tok.end, first.line))
+        elif not opened:
+            merged.append(tok)
+    return merged
 
 
 def _line_keys(tokens: list[tokenize.TokenInfo]) -> dict[int, tuple[str, ...]]:

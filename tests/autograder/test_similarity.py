@@ -175,6 +175,7 @@ def test_normalisation_keeps_the_api_and_hides_the_students_names(model: StubMod
     assert keys == [V, "=", "torch", ".", "clamp", "(", "boxes1", "[", ":", ",", "2", "]", "-", "boxes2", "[", ":", ",",
                     "0", "]", ",", "min", "=", "0", ")", ".", "sum", "(", "dim", "=", "1", ")",
                     V, "=", V, ".", V, "return", S, "+", S]
+    assert [region.text[t.start : t.end] for t in region.tokens if t.key == S] == ['f"{my_inter}"', "'x'"]
 
 
 def test_every_definition_of_a_helper_is_compared(model: StubModel, stubs: dict[str, str]) -> None:
