@@ -180,7 +180,7 @@ def extract_regions(text: str, module: str, model: StubModel) -> list[Region]:
     text = _clean(text)
     try:
         functions = _functions(ast.parse(text))
-    except (SyntaxError, ValueError):  # ValueError: null bytes in the source
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # null bytes; nesting too deep for the parser
         region = _region(f"{module}.{UNPARSED}", False, text, 1, (0, 0), model.given_lines[(module, "")],
                          model.names | model.local_names[(module, "")], model.attributes)
         return [region] if region is not None else []

@@ -186,11 +186,17 @@ def test_every_definition_of_a_helper_is_compared(model: StubModel, stubs: dict[
     assert [r.todo for r in regions] == [True, False, False]
 
 
-def test_a_module_that_does_not_parse_is_one_region_without_the_stub(model: StubModel, stubs: dict[str, str]) -> None:
-    text = batch_tools.fill(stubs, {"iou#0": "total = boxes1.sum( +"})["iou"]
+@pytest.mark.parametrize("block, expected", [
+    ("total = boxes1.sum( +", ["total", "=", "boxes1", ".", "sum", "(", "+"]),
+    ("return " + "-" * 20_000 + "1", ["return", *["-"] * 20_000, "1"]),  # too deep for the parser
+])
+def test_a_module_that_does_not_parse_is_one_region_without_the_stub(
+    model: StubModel, stubs: dict[str, str], block: str, expected: list[str]
+) -> None:
+    text = batch_tools.fill(stubs, {"iou#0": block})["iou"]
     (region,) = extract_regions(text, "iou", model)
     assert region.name == "iou.<unparsed>"
-    assert [region.text[t.start : t.end] for t in region.tokens] == ["total", "=", "boxes1", ".", "sum", "(", "+"]
+    assert [region.text[t.start : t.end] for t in region.tokens] == expected
 
 
 def test_comparison_equals_copydetects_compare_files(batch: tuple[Path, Path], model: StubModel, tmp_path: Path) -> None:
