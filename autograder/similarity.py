@@ -408,9 +408,14 @@ def _set_worker_model(model: StubModel) -> None:
     _worker_model = model
 
 
-def _worker_regions(job: tuple[Path, Path]) -> tuple[list[Region], str]:
-    assert _worker_model is not None, "worker started without a stub model"
-    return submission_regions(job[0], _worker_model, job[1])
+def _regions_or_note(job: tuple[Path, Path], model: StubModel | None = None) -> tuple[list[Region], str]:
+    """:func:`submission_regions` of ``job`` = (source, scratch); a failure is a note, not the batch's end."""
+    model = model if model is not None else _worker_model
+    assert model is not None, "worker started without a stub model"
+    try:
+        return submission_regions(job[0], model, job[1])
+    except Exception as exc:  # one unreadable submission never stops the report; it is listed as skipped
+        return [], f"not compared: {type(exc).__name__}: {exc}"
 
 
 def _load_all(sources: list[Path], model: StubModel) -> list[tuple[list[Region], str]]:
@@ -420,11 +425,11 @@ def _load_all(sources: list[Path], model: StubModel) -> list[tuple[list[Region],
     with tempfile.TemporaryDirectory(prefix="rcnn-similarity-") as scratch:
         jobs = [(source, Path(scratch) / str(number)) for number, source in enumerate(sources)]
         if len(jobs) < PARALLEL_MIN_SUBMISSIONS or workers < 2:
-            return [submission_regions(source, model, folder) for source, folder in jobs]
+            return [_regions_or_note(job, model) for job in jobs]
         # spawn, not fork: the parent may hold torch's threads
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_set_worker_model, initargs=(model,)) as pool:
-            return list(pool.map(_worker_regions, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+            return list(pool.map(_regions_or_note, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
 
 
 def _entries(folder: Path) -> list[Path]:

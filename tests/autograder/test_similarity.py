@@ -275,3 +275,23 @@ def test_speed_of_a_generated_batch(tmp_path: Path) -> None:
     assert len(report.documents) + len(report.skipped) == 40 and report.compared == 40 * 39 // 2
     # Measured 4.0 CPU-seconds (2-core VM, load 10); 200 submissions must fit in a minute on 2 cores.
     assert cpu < MAX_CPU_SECONDS_40, f"{cpu:.1f} CPU-seconds for 40 submissions"
+
+
+def test_a_submission_that_fails_to_load_is_listed_not_fatal(
+    stubs: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import autograder.similarity as similarity
+
+    for name, style in (("ok1", batch_tools.A), ("ok2", batch_tools.B), ("broken", batch_tools.C)):
+        batch_tools.write_submission(tmp_path / "subs" / name, batch_tools.fill(stubs, style))
+    real = similarity.submission_regions
+
+    def failing(source: Path, model: StubModel, scratch: Path):
+        if source.name == "broken":
+            raise OSError("disk went away")
+        return real(source, model, scratch)
+
+    monkeypatch.setattr(similarity, "submission_regions", failing)
+    report = run_similarity(tmp_path / "subs", tmp_path / "out")
+    assert report.skipped == {"broken": "not compared: OSError: disk went away"}
+    assert report.documents == ["ok1", "ok2"] and report.compared == 1
