@@ -6,9 +6,9 @@ accepts) becomes one document: its student-written regions
 order (TODO functions in the stub's order, then the student's helpers sorted by their
 normalised code), so moving functions around in a file changes nothing. Each document is
 fingerprinted by winnowing its token k-grams (copydetect's ``winnow``), minus the k-grams
-of the normalised stubs (boilerplate). For a pair, each side's share is copydetect's similarity: the tokens inside
-runs of shared fingerprints over the tokens its fingerprints cover; the pair's score is
-the larger share.
+of the normalised stubs (boilerplate). For a pair, each side's share is copydetect's
+similarity: its tokens inside runs of shared fingerprints over the tokens its fingerprints
+cover; the pair's score is the larger share.
 
 Outputs in the chosen folder: ``similarity.csv`` (pairs at or above the threshold, best
 first, with the functions the matches fall in and matched token counts) and

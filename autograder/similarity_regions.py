@@ -274,7 +274,9 @@ def stub_tokens(module: str, model: StubModel) -> list[Token]:
     return _Code(_tokens(text), _line_starts(text)).select(1, text.count("\n") + 1, set(), 0, names, model.attributes)
 
 
-def normalised_keys(tokens: list[tokenize.TokenInfo], names: frozenset[str], attributes: frozenset[str]) -> list[str | None]:
+def normalised_keys(
+    tokens: list[tokenize.TokenInfo], names: frozenset[str], attributes: frozenset[str]
+) -> list[str | None]:
     """The normalised key of each token (None for layout and comments).
 
     Args:
