@@ -49,6 +49,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     grade_all.add_argument("--results-dir", type=Path, default=None,
                            help="folder for each submission's results.json, pictures and grader.log "
                            "(default: <out name>_results/ beside the CSV)")
+    grade_all.add_argument("--similarity", action="store_true",
+                           help="after grading, write a similarity report into RESULTS_DIR/similarity; never affects grades")
     _common_grading_flags(grade_all)
     grade_all.set_defaults(func=_cmd_grade_all)
 
@@ -56,6 +58,15 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     bundle.add_argument("--out", type=Path, default=Path("dist/autograder.zip"), help="zip to write (default dist/autograder.zip)")
     bundle.add_argument("--overfit-data", type=Path, default=None, help="overfit subset folder to bundle (default: data/overfit_subset if present)")
     bundle.set_defaults(func=_cmd_autograder_zip)
+
+    similarity = subparsers.add_parser(
+        "similarity", help="similarity report across a batch of submissions (an aid for a person; never affects grades)"
+    )
+    similarity.add_argument("submissions_dir", type=Path, help="folder with one zip or folder per submission")
+    similarity.add_argument("--against", type=Path, default=None, help="folder of known public solutions (one zip or subfolder each)")
+    similarity.add_argument("--out", type=Path, default=Path("similarity"), help="folder for similarity.csv and similarity.html (default ./similarity)")
+    similarity.add_argument("--threshold", type=float, default=None, help="list pairs whose score is at least this, in [0, 1] (default 0.5)")
+    similarity.set_defaults(func=_cmd_similarity)
 
 
 def _common_grading_flags(parser: argparse.ArgumentParser) -> None:
@@ -204,11 +215,15 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({len(rows)} submissions); results, pictures and logs in {results_dir}/<submission>/")
     for name in sorted(failed):
         print(f"  {name}: {rows[name]['error']}", file=sys.stderr)
+    similarity_code = 0
+    if args.similarity:  # an aid for a person's judgement; never touches the gradebook above
+        similarity_code = _cmd_similarity(argparse.Namespace(
+            submissions_dir=args.submissions_dir, against=None, out=results_dir / "similarity", threshold=None))
     if failed:
         print(f"rcnn-kit grade-all: {len(failed)} of {len(rows)} submissions were not graded normally (see above)",
               file=sys.stderr)
         return EXIT_BATCH_ERRORS
-    return 0
+    return similarity_code
 
 
 def results_folder_name(submission: Path) -> str:
@@ -231,4 +246,25 @@ def _cmd_autograder_zip(args: argparse.Namespace) -> int:
 
     path = build_autograder_zip(args.out, overfit_data=args.overfit_data)
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_similarity(args: argparse.Namespace) -> int:
+    from autograder.similarity import DEFAULT_THRESHOLD, format_summary, run_similarity
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if not 0.0 <= threshold <= 1.0:
+        print(f"rcnn-kit similarity: error: --threshold: expected a number in [0, 1], got {threshold}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = run_similarity(args.submissions_dir, args.out, against_dir=args.against, threshold=threshold)
+    except FileNotFoundError as exc:
+        print(f"rcnn-kit similarity: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        if exc.name != "copydetect":
+            raise
+        print("rcnn-kit similarity: error: copydetect is not installed; pip install -e '.[similarity]'", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_summary(report))
     return 0
