@@ -17,25 +17,24 @@ and optionally ``*.py`` files that replace the reference's. ``expect.toml``::
     block = 0                 # replace the body of the file's block-th SOLUTION block,
     new = "..."               # re-indented to the block's BEGIN marker
 
-Edits keep the corpus valid while the reference's comments and given code change; an edit
-whose ``old`` text is gone fails loudly instead of silently testing nothing.
+Edits (format: :mod:`autograder.reference_edits`, shared with the grader's buggy variants)
+keep the corpus valid while the reference's comments and given code change; an edit whose
+``old`` text is gone fails loudly instead of silently testing nothing.
 """
 
 from __future__ import annotations
 
 import shutil
-import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder.reference_edits import apply_edits
 from rcnn_kit.impl import STUDENT_MODULES
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_DIR = REPO_ROOT / "solutions" / "faster_rcnn"
-BEGIN_MARKER = "### BEGIN SOLUTION"
-END_MARKER = "### END SOLUTION"
 KINDS = ("correct", "buggy")
 
 
@@ -88,36 +87,6 @@ def load_entries(kind: str) -> list[CorpusEntry]:
     return entries
 
 
-def _replace_block(text: str, index: int, body: str, where: str) -> str:
-    """Replace the body of the ``index``-th SOLUTION block of ``text`` by ``body`` (re-indented)."""
-    lines = text.splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN_MARKER]
-    if index >= len(begins):
-        raise ValueError(f"{where}: block {index} does not exist (the file has {len(begins)} SOLUTION blocks)")
-    start = begins[index]
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].strip() == END_MARKER)
-    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
-    new_body = textwrap.indent(textwrap.dedent(body).strip("\n") + "\n", indent)
-    return "".join(lines[: start + 1]) + new_body + "".join(lines[end:])
-
-
-def apply_edit(text: str, edit: dict, where: str) -> str:
-    """Apply one ``[[edit]]`` of an expect.toml to a file's text.
-
-    Raises:
-        ValueError: the edit is malformed, its ``old`` text does not occur exactly once,
-            or its block does not exist.
-    """
-    if "new" not in edit or ("old" in edit) == ("block" in edit):
-        raise ValueError(f"{where}: an edit needs `new` and exactly one of `old` / `block`, got keys {sorted(edit)}")
-    if "block" in edit:
-        return _replace_block(text, int(edit["block"]), edit["new"], where)
-    count = text.count(edit["old"])
-    if count != 1:
-        raise ValueError(f"{where}: `old` text occurs {count} times in {edit['file']} (expected once): {edit['old']!r}")
-    return text.replace(edit["old"], edit["new"])
-
-
 def build_submission(entry: CorpusEntry, dest: Path) -> Path:
     """Write the entry's submission (reference + overlaid files + edits) to ``dest``; return it."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -125,8 +94,5 @@ def build_submission(entry: CorpusEntry, dest: Path) -> Path:
         shutil.copy(REFERENCE_DIR / f"{module}.py", dest / f"{module}.py")
     for overlay in entry.folder.glob("*.py"):
         shutil.copy(overlay, dest / overlay.name)
-    for number, edit in enumerate(entry.edits):
-        target = dest / edit["file"]
-        where = f"{entry.kind}/{entry.name} edit #{number + 1}"
-        target.write_text(apply_edit(target.read_text(), edit, where))
+    apply_edits(dest, entry.edits, f"{entry.kind}/{entry.name}")
     return dest
