@@ -208,7 +208,7 @@ def assert_close(
         raise Fail(_with_hint(message, hints, actual, expected, inputs or {}, advice, prop=nonfinite_rows(actual)), details)
     err = rel_error(actual.to(expected.dtype) if actual.dtype != expected.dtype else actual, expected)
     if err > tol:
-        message = f"{what}: relative error {err:.1e} above the tolerance {tol:.0e}{on_case}."
+        message = f"{what}: relative error {err:.1e} (tolerance {tol:.0e}){on_case}."
         prop = value_difference(actual, expected, tol=tol, columns=columns, row_groups=row_groups)
         raise Fail(_with_hint(message, hints, actual, expected, inputs or {}, advice, prop=prop), details)
 

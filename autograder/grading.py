@@ -18,6 +18,7 @@ from typing import Any
 
 from autograder import isolation
 from rcnn_kit.course import REFERENCE_DIR, rmtree
+from autograder.explain import records_of, write_explain
 from autograder.results import build_results, write_artifacts, write_results
 from autograder.runner import AUTOGRADER_DIR, DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, GradeSettings, load_rubric, run_checks
 from autograder.sandbox import SandboxLimits
@@ -48,6 +49,7 @@ class GradeOptions:
     unprivileged: bool = False
     keyword: str | None = None
     limits: SandboxLimits = field(default_factory=SandboxLimits)
+    explain: bool = False  # also write explain.md + explain_tensors.pt beside results.json (instructor only)
 
 
 def resolve_device(device: str) -> str:
@@ -122,6 +124,10 @@ def grade(options: GradeOptions) -> tuple[dict[str, Any], int]:
         if run.pytest_exit_code not in (0, 1, 5) or run.collect_errors:
             raise RuntimeError(f"pytest exited with code {run.pytest_exit_code}; collection errors: {run.collect_errors}")
         results = build_results(run, problems, execution_time=time.monotonic() - start)
+        if options.explain:
+            title = f"Submission: {options.submission} (device {device})"
+            for path in write_explain(records_of(run.groups), options.results.resolve().parent, title):
+                print(f"wrote {path}")
         for path in write_artifacts(run, options.results.resolve().parent / ARTIFACTS_DIR):
             print(f"wrote {path}")
         code = 0

@@ -196,7 +196,7 @@ def test_rpn_proposals_match_reference(case: str, student: SandboxClient, ref: M
                 raise Fail(f"{message} Likely mistake: {hint}.", details)
             raise Fail(f"{message} Check: {PROPOSAL_COUNT_ADVICE[more]}.", details)
         assert_close(
-            got, exp, tol=PROPOSALS_TOL, what=label, hints=variants.hints(f"proposals.{key}", _proposals_hint),
+            got, exp, tol=PROPOSALS_TOL, what=label, hints=[*variants.hints(f"proposals.{key}"), _proposals_hint],
             columns=("x1", "y1", "x2", "y2"), explain_inputs=inputs,
             advice="top pre_nms_topk per level and image, decode, clip to (height, width), NMS, first post_nms_topk",
         )
@@ -209,18 +209,22 @@ PROPOSAL_COUNT_ADVICE = {
 }
 
 
-def _outside_image(boxes: Tensor) -> bool:
-    """True when some XYXY box of Tensor[K, 4] extends outside the (IMAGE_HW) image."""
-    h, w = IMAGE_HW
-    return bool(boxes.numel()) and bool(
-        (boxes[:, 0::2] < -1e-3).any() or (boxes[:, 1::2] < -1e-3).any()
-        or (boxes[:, 0::2] > w + 1e-3).any() or (boxes[:, 1::2] > h + 1e-3).any()
-    )
-
-
 def _proposals_property(actual: Tensor, expected: Tensor) -> str | None:
-    """Properties of the student's proposals alone (they may have another count than the reference's)."""
-    if actual.dim() == 2 and actual.shape[-1] == 4 and _outside_image(actual):
+    """Where the student's proposals leave the (IMAGE_HW) image, from their own values alone."""
+    if actual.dim() != 2 or actual.shape[-1] != 4 or actual.numel() == 0:
+        return None
+    h, w = IMAGE_HW
+    xs, ys = actual[:, 0::2], actual[:, 1::2]
+    if bool((xs < -1e-3).any() or (ys < -1e-3).any()):
+        return "some proposals have negative coordinates: clip the decoded boxes to the image before NMS"
+    x_out, y_out = bool((xs > w + 1e-3).any()), bool((ys > h + 1e-3).any())
+    if x_out != y_out and max(float(xs.max()), float(ys.max())) <= max(h, w) + 1e-3:
+        axis, limit = ("x", "width") if x_out else ("y", "height")
+        return (
+            f"some proposals have {axis} beyond the image's {limit}: image_size is (height, width), "
+            "so clip x to [0, width] and y to [0, height]"
+        )
+    if x_out or y_out:
         return "some proposals extend outside the image: clip the decoded boxes to the image (x to [0, width], y to [0, height])"
     return None
 

@@ -117,14 +117,34 @@ def nms_sorted_positions(actual: Tensor, expected: Tensor, inputs: Mapping[str, 
     return None
 
 
+def _input_order_greedy(inputs: Mapping[str, Tensor]) -> Tensor:
+    return greedy_nms(inputs["boxes"], inputs["scores"], float(inputs["iou_threshold"]), suppress_equal=False, by_score=False)
+
+
+def nms_ignores_scores_exact(actual: Tensor, expected: Tensor, inputs: Mapping[str, Tensor]) -> str | None:
+    """Boxes were visited (and returned) in input order instead of by decreasing score."""
+    if not same_indices(actual, expected) and same_indices(_input_order_greedy(inputs), actual):
+        return HINT_IGNORES_SCORES
+    return None
+
+
 def nms_ignores_scores(actual: Tensor, expected: Tensor, inputs: Mapping[str, Tensor]) -> str | None:
-    """Boxes were visited in input order instead of by decreasing score."""
+    """The set kept by visiting boxes in input order (returned in any order)."""
     if same_indices(actual, expected):
         return None
-    threshold = float(inputs["iou_threshold"])
-    variant = greedy_nms(inputs["boxes"], inputs["scores"], threshold, suppress_equal=False, by_score=False)
+    variant = _input_order_greedy(inputs)
     if same_indices(variant, actual) or same_indices(torch.sort(variant).values, torch.sort(actual.long()).values):
-        return "visit the boxes by decreasing score and return the kept indices in that order"
+        return HINT_IGNORES_SCORES
+    return None
+
+
+def nms_positions_or_input_order(actual: Tensor, expected: Tensor, inputs: Mapping[str, Tensor]) -> str | None:
+    """Both "positions in the sorted order" and "input order" explain the answer (e.g. boxes far apart)."""
+    if nms_sorted_positions(actual, expected, inputs) and nms_ignores_scores_exact(actual, expected, inputs):
+        return (
+            "return indices into boxes by decreasing score: this looks like positions in the score-sorted order, "
+            "or boxes visited in input order"
+        )
     return None
 
 
@@ -137,7 +157,12 @@ def nms_unordered(actual: Tensor, expected: Tensor, inputs: Mapping[str, Tensor]
     return None
 
 
-NMS_SIGNATURES: tuple[Signature, ...] = (nms_threshold_boundary, nms_sorted_positions, nms_unordered, nms_ignores_scores)
+HINT_IGNORES_SCORES = "visit the boxes by decreasing score and return the kept indices in that order"
+
+NMS_SIGNATURES: tuple[Signature, ...] = (
+    nms_threshold_boundary, nms_positions_or_input_order, nms_sorted_positions, nms_ignores_scores_exact,
+    nms_unordered, nms_ignores_scores,
+)
 
 
 def nms_properties(actual: Tensor, inputs: Mapping[str, Tensor]) -> str | None:

@@ -28,8 +28,7 @@ from autograder.student_errors import explain_parameter_error
 WEIGHT_PREFIX = "w."
 
 HINT_RANDOM_SAMPLER = (
-    "sample with the given sample_rpn_training (called as a module global; the grader makes it deterministic), "
-    "not your own randperm/randint sampler"
+    "call the given sample_rpn_training (the grader makes it deterministic), not your own randperm sampler"
 )
 
 
@@ -98,7 +97,7 @@ def rerun_hint(
     except StudentError:
         return None
     if not _outputs_equal(first, second, keys):
-        return f"your losses change between two runs on the same inputs: {HINT_RANDOM_SAMPLER}"
+        return f"your losses differ between two runs on the same inputs: {HINT_RANDOM_SAMPLER}"
     return None
 
 

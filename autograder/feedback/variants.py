@@ -42,9 +42,9 @@ from autograder.reference_edits import EditError, edited_copy
 #: The variants shipped with the kit.
 VARIANTS_FILE = Path(__file__).resolve().parent / "variants.toml"
 #: Longest hint of one variant (characters): two of them must fit a 300-character failure line.
-MAX_HINT_CHARS = 130
+MAX_HINT_CHARS = 95
 #: Wall-clock seconds one :meth:`VariantHints.hint` call may spend re-running probes.
-SEARCH_BUDGET_S = 6.0
+SEARCH_BUDGET_S = 8.0
 #: After this many fruitless pair searches in one check, pairs are no longer tried there
 #: (the student's mistake is not among the variants; do not slow the group down further).
 PAIR_SEARCH_MISSES = 1
@@ -124,7 +124,7 @@ class SearchMemory:
     """Variant combinations that explained a student's earlier cases, and fruitless searches."""
 
     found: list[tuple[str, ...]] = field(default_factory=list)
-    misses: int = 0
+    misses: float = 0.0  # a search cut short by the time budget counts half
 
 
 class VariantRunner:
@@ -229,6 +229,12 @@ class VariantHints:
             if isinstance(self.actual.get(name), Tensor) and matches(t, self.actual[name])  # type: ignore[arg-type]
         )
 
+    def _changes(self, variant: Variant, key: str) -> bool:
+        """Whether a single variant's output ``key`` differs from the reference's on this case."""
+        out = self.runner.outputs([variant], self.probe, self.inputs, self.params)
+        exp = self.expected.get(key)
+        return out is not None and key in out and isinstance(exp, Tensor) and not matches(out[key], exp)
+
     def _distance(self, variant: Variant, key: str) -> float:
         """How far a single variant's output ``key`` is from the student's (orders the pair search)."""
         out = self.runner.outputs([variant], self.probe, self.inputs, self.params)
@@ -247,8 +253,9 @@ class VariantHints:
 
         What explained this student's earlier cases is tried first, then single variants
         (the one explaining most outputs wins), then pairs, the closest singles first,
-        within :data:`SEARCH_BUDGET_S`, unless an earlier pair search for this student and
-        check found nothing :data:`PAIR_SEARCH_MISSES` times.
+        among the variants that change ``key`` on this case, within :data:`SEARCH_BUDGET_S`,
+        unless earlier pair searches for this student and check found nothing
+        (:data:`PAIR_SEARCH_MISSES`; a search cut short by the budget counts half).
         """
         start = time.monotonic()
         by_id = {v.id: v for v in self.variants}
@@ -262,15 +269,19 @@ class VariantHints:
             if score is not None and (best is None or score > best[0]):
                 best = (score, [variant])
         if best is None and pairs and self.memory.misses < PAIR_SEARCH_MISSES:
-            ranked = sorted(self.variants, key=lambda v: self._distance(v, key))
+            # Only variants that change output `key` on this case can be part of the explanation.
+            relevant = [v for v in self.variants if self._changes(v, key)]
+            ranked = sorted(relevant, key=lambda v: self._distance(v, key))
+            complete = True
             for i, j in sorted(itertools.combinations(range(len(ranked)), 2), key=sum):
                 if time.monotonic() - start > SEARCH_BUDGET_S:
+                    complete = False
                     break
                 if self._score([ranked[i], ranked[j]], key) is not None:
                     best = (0, [ranked[i], ranked[j]])
                     break
             if best is None:
-                self.memory.misses += 1
+                self.memory.misses += 1 if complete else 0.5
         if best is None:
             return None
         self.memory.found.insert(0, tuple(v.id for v in best[1]))

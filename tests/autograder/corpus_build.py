@@ -1,7 +1,8 @@
 """The corpus of submissions under tests/autograder/corpus/ and how to build them.
 
-Layout: ``corpus/correct/<name>/`` and ``corpus/buggy/<name>/`` each hold an ``expect.toml``
-and optionally ``*.py`` files that replace the reference's. ``expect.toml``::
+Layout: ``corpus/correct/<name>/``, ``corpus/buggy/<name>/`` and ``corpus/students/<name>/``
+each hold an ``expect.toml`` and optionally ``*.py`` files that replace the reference's.
+``expect.toml``::
 
     description = "..."
     lose = ["iou"]            # buggy only: exactly these rubric ids must lose points
@@ -16,6 +17,14 @@ and optionally ``*.py`` files that replace the reference's. ``expect.toml``::
     old = "..."               # replace this exact text (it must occur exactly once), or
     block = 0                 # replace the body of the file's block-th SOLUTION block,
     new = "..."               # re-indented to the block's BEGIN marker
+
+A ``students`` entry is a whole-module submission in a student's own style (every SOLUTION
+block of the modules it rewrites is replaced) with several interacting mistakes. Instead of
+``lose``/``feedback`` it names, per rubric id that must lose points, the phrases of which
+every failed case's message must show one (the hint names the actual cause)::
+
+    [hints]
+    rpn_proposals = ["before the clip", "(height, width)"]
 
 Edits (format: :mod:`autograder.reference_edits`, shared with the grader's buggy variants)
 keep the corpus valid while the reference's comments and given code change; an edit whose
@@ -35,7 +44,7 @@ from rcnn_kit.impl import STUDENT_MODULES
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_DIR = REPO_ROOT / "solutions" / "faster_rcnn"
-KINDS = ("correct", "buggy")
+KINDS = ("correct", "buggy", "students")
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class CorpusEntry:
     requires_cuda: bool = False
     representative: bool = False
     edits: tuple[dict, ...] = field(default_factory=tuple)
+    hints: dict[str, tuple[str, ...]] = field(default_factory=dict)  # students: rubric id -> cause phrases
 
     @property
     def touched_modules(self) -> set[str]:
@@ -61,7 +71,7 @@ class CorpusEntry:
 
 
 def load_entries(kind: str) -> list[CorpusEntry]:
-    """All entries of ``kind`` ("correct" or "buggy"), sorted by name.
+    """All entries of ``kind`` ("correct", "buggy" or "students"), sorted by name.
 
     Raises:
         ValueError: ``kind`` is unknown, or an expect.toml has unknown or missing keys.
@@ -73,13 +83,16 @@ def load_entries(kind: str) -> list[CorpusEntry]:
         expect_file = folder / "expect.toml"
         with expect_file.open("rb") as fh:
             data = tomllib.load(fh)
-        unknown = set(data) - {"description", "lose", "feedback", "runner_feedback", "requires_cuda", "representative", "edit"}
+        allowed = {"description", "lose", "feedback", "runner_feedback", "requires_cuda", "representative", "edit", "hints"}
+        unknown = set(data) - allowed
         if unknown or "description" not in data:
             raise ValueError(f"{expect_file}: unknown keys {sorted(unknown)} or no description")
+        hints = {rid: tuple(phrases) for rid, phrases in data.get("hints", {}).items()}
         entries.append(
             CorpusEntry(
                 kind=kind, name=folder.name, folder=folder, description=data["description"],
-                lose=tuple(data.get("lose", ())), feedback=data.get("feedback"), runner_feedback=data.get("runner_feedback"),
+                lose=tuple(data.get("lose", tuple(hints))), feedback=data.get("feedback"),
+                runner_feedback=data.get("runner_feedback"), hints=hints,
                 requires_cuda=bool(data.get("requires_cuda", False)),
                 representative=bool(data.get("representative", False)), edits=tuple(data.get("edit", ())),
             )
