@@ -109,9 +109,8 @@ HEAD_CASES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.rubric("frcnn_head")
-@pytest.mark.parametrize("case", list(HEAD_CASES))
-def test_frcnn_head_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+def head_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of a head case: weights, features, flattened proposals, a RoI batch."""
     spec = HEAD_CASES[case]
     seed = 400 + list(HEAD_CASES).index(case)
     inputs = scene(ref, spec["ctor"], spec["batch"], seed, spec["per_level"], [2] * spec["batch"])
@@ -121,7 +120,13 @@ def test_frcnn_head_matches_reference(case: str, student: SandboxClient, ref: Mo
     inputs.update(roi_boxes=boxes, roi_image_ids=image_ids, roi_level_ids=level_ids)
     g = torch.Generator().manual_seed(seed + 50)
     inputs["roi_input"] = torch.randn(7, CHANNELS, *spec["ctor"]["roi_size"], generator=g)
-    params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
+    return inputs, {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
+
+
+@pytest.mark.rubric("frcnn_head")
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+def test_frcnn_head_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    inputs, params = head_case(ref, case)
     out = call_explained(student, "frcnn_head", inputs, HEAD_PARAM_ADVICE, **params)
     expected = probes_detector.frcnn_head(ref, inputs, **params, device="cpu")
     assert_on_device(out, "FasterRCNN head")
@@ -163,15 +168,20 @@ LOSS_CASES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.rubric("frcnn_losses")
-@pytest.mark.parametrize("case", list(LOSS_CASES))
-def test_frcnn_losses_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+def loss_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of a second-stage loss case (the RPN's losses are passed through)."""
     spec = LOSS_CASES[case]
     seed = 500 + list(LOSS_CASES).index(case)
     inputs = scene(ref, spec["ctor"], spec["batch"], seed, spec["per_level"], spec["gt"])
     inputs["loss_rpn_obj"] = torch.tensor(0.6931)
     inputs["loss_rpn_box"] = torch.tensor(0.125)
-    params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
+    return inputs, {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
+
+
+@pytest.mark.rubric("frcnn_losses")
+@pytest.mark.parametrize("case", list(LOSS_CASES))
+def test_frcnn_losses_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    inputs, params = loss_case(ref, case)
     out = student.call("frcnn_losses", inputs, **params)
     expected = probes_detector.frcnn_losses(ref, inputs, **params, device="cpu")
     what = "FasterRCNN.forward (training)"
@@ -218,15 +228,21 @@ INFERENCE_CASES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.rubric("frcnn_inference")
-@pytest.mark.parametrize("case", list(INFERENCE_CASES))
-def test_frcnn_inference_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+def inference_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of an inference case (one image)."""
     spec = INFERENCE_CASES[case]
     seed = 600 + list(INFERENCE_CASES).index(case)
     inputs = scene(ref, spec["ctor"], 1, seed, spec["per_level"], [3])
     for name in [n for n in inputs if n.startswith("w.box_pred")]:
         inputs[name] = inputs[name] * spec.get("weight_scale", 1.0)
-    params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES, "score_thresh": spec["score"], "nms_thresh": spec["nms"]}
+    return inputs, {"ctor_kwargs": spec["ctor"], "strides": STRIDES, "score_thresh": spec["score"], "nms_thresh": spec["nms"]}
+
+
+@pytest.mark.rubric("frcnn_inference")
+@pytest.mark.parametrize("case", list(INFERENCE_CASES))
+def test_frcnn_inference_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    spec = INFERENCE_CASES[case]
+    inputs, params = inference_case(ref, case)
     out = student.call("frcnn_inference", inputs, **params)
     expected = probes_detector.frcnn_inference(ref, inputs, **params, device="cpu")
     what = "FasterRCNN.forward (eval)"
@@ -286,3 +302,12 @@ def _class_hint(actual: Tensor, expected: Tensor, inputs: Any) -> str | None:
     if actual.shape == expected.shape and bool((actual == expected + 1).all()):
         return "pred_classes are 0..C-1: subtract 1 from the head's class index (0 there is background)"
     return None
+
+
+#: rubric id -> (probe, case names, case builder): the buggy variants of each check
+#: (autograder/feedback/variants.toml) are tested on these (tests/autograder/test_variants.py).
+PROBE_CASES: dict[str, tuple[Any, list[str], Any]] = {
+    "frcnn_head": (probes_detector.frcnn_head, list(HEAD_CASES), head_case),
+    "frcnn_losses": (probes_detector.frcnn_losses, list(LOSS_CASES), loss_case),
+    "frcnn_inference": (probes_detector.frcnn_inference, list(INFERENCE_CASES), inference_case),
+}

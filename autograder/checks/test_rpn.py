@@ -61,15 +61,20 @@ PRED_NET_CASES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.rubric("rpn_pred_net")
-@pytest.mark.parametrize("case", list(PRED_NET_CASES))
-def test_rpn_pred_net_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+def pred_net_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of a prediction-network case: reference-shaped weights and features."""
     spec = PRED_NET_CASES[case]
     g = torch.Generator().manual_seed(100 + list(PRED_NET_CASES).index(case))
     weights = random_weights(ref.rpn.RPNPredictionNetwork(**spec["ctor"]), g)
     feats = feature_maps(spec["batch"], g, spec.get("image", IMAGE_HW))
     inputs = {**{f"w.{k}": v for k, v in weights.items()}, **{f"feats.{k}": v for k, v in feats.items()}}
-    params = {"ctor_kwargs": spec["ctor"]}
+    return inputs, {"ctor_kwargs": spec["ctor"]}
+
+
+@pytest.mark.rubric("rpn_pred_net")
+@pytest.mark.parametrize("case", list(PRED_NET_CASES))
+def test_rpn_pred_net_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    inputs, params = pred_net_case(ref, case)
     out = call_explained(student, "rpn_pred_net_forward", inputs, PRED_NET_PARAM_ADVICE, **params)
     expected = probes.rpn_pred_net_forward(ref, inputs, **params, device="cpu")
     assert_on_device(out, "RPNPredictionNetwork.forward")
@@ -167,12 +172,16 @@ def proposal_inputs(ref: Any, spec: dict[str, Any], seed: int) -> tuple[dict[str
     return ctor, inputs
 
 
+def proposal_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of a proposals case."""
+    ctor, inputs = proposal_inputs(ref, PROPOSAL_CASES[case], 200 + list(PROPOSAL_CASES).index(case))
+    return inputs, {"ctor_kwargs": ctor, "image_size": list(IMAGE_HW)}
+
+
 @pytest.mark.rubric("rpn_proposals")
 @pytest.mark.parametrize("case", list(PROPOSAL_CASES))
 def test_rpn_proposals_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
-    spec = PROPOSAL_CASES[case]
-    ctor, inputs = proposal_inputs(ref, spec, 200 + list(PROPOSAL_CASES).index(case))
-    params = {"ctor_kwargs": ctor, "image_size": list(IMAGE_HW)}
+    inputs, params = proposal_case(ref, case)
     out = student.call("rpn_predict_proposals", inputs, **params)
     expected_out = probes.rpn_predict_proposals(ref, inputs, **params, device="cpu")
     expected = split_levels(expected_out, "proposals")
@@ -276,12 +285,17 @@ def loss_inputs(ref: Any, spec: dict[str, Any], seed: int) -> tuple[dict[str, An
     return ctor, inputs
 
 
+def loss_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of an RPN loss case."""
+    ctor, inputs = loss_inputs(ref, LOSS_CASES[case], 300 + list(LOSS_CASES).index(case))
+    return inputs, {"ctor_kwargs": ctor, "strides": STRIDES}
+
+
 @pytest.mark.rubric("rpn_losses")
 @pytest.mark.parametrize("case", list(LOSS_CASES))
 def test_rpn_losses_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
-    spec = LOSS_CASES[case]
-    ctor, inputs = loss_inputs(ref, spec, 300 + list(LOSS_CASES).index(case))
-    params = {"ctor_kwargs": ctor, "strides": STRIDES}
+    inputs, params = loss_case(ref, case)
+    ctor = params["ctor_kwargs"]
     out = student.call("rpn_losses", inputs, **params)
     expected = probes.rpn_losses(ref, inputs, **params, device="cpu")
     what = "RPN.forward (training)"
@@ -330,3 +344,12 @@ def _loss_hint(key: str, ctor: dict[str, Any]) -> Any:
         return None
 
     return hint
+
+
+#: rubric id -> (probe, case names, case builder): the buggy variants of each check
+#: (autograder/feedback/variants.toml) are tested on these (tests/autograder/test_variants.py).
+PROBE_CASES: dict[str, tuple[Any, list[str], Any]] = {
+    "rpn_pred_net": (probes.rpn_pred_net_forward, list(PRED_NET_CASES), pred_net_case),
+    "rpn_proposals": (probes.rpn_predict_proposals, list(PROPOSAL_CASES), proposal_case),
+    "rpn_losses": (probes.rpn_losses, list(LOSS_CASES), loss_case),
+}

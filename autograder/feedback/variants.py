@@ -44,7 +44,7 @@ VARIANTS_FILE = Path(__file__).resolve().parent / "variants.toml"
 #: Longest hint of one variant (characters): two of them must fit a 300-character failure line.
 MAX_HINT_CHARS = 95
 #: Wall-clock seconds one :meth:`VariantHints.hint` call may spend re-running probes.
-SEARCH_BUDGET_S = 8.0
+SEARCH_BUDGET_S = 15.0
 #: After this many fruitless pair searches in one check, pairs are no longer tried there
 #: (the student's mistake is not among the variants; do not slow the group down further).
 PAIR_SEARCH_MISSES = 1
