@@ -116,7 +116,8 @@ def value_difference(
         cols = ((a - e).abs() > tol * scale).reshape(-1, a.shape[-1]).any(dim=0)
         wrong = [name for name, bad in zip(columns, cols.tolist()) if bad]
         if 0 < len(wrong) < len(columns):
-            parts.append(f"only column{'s' if len(wrong) > 1 else ''} {', '.join(wrong)} {'are' if len(wrong) > 1 else 'is'} wrong")
+            several = len(wrong) > 1
+            parts.append(f"only column{'s' if several else ''} {', '.join(wrong)} {'are' if several else 'is'} wrong")
     return "; ".join(parts) if parts else "the values differ"
 
 

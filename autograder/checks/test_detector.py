@@ -151,8 +151,8 @@ HEAD_ADVICE = "roi_stem is (3x3 conv, padding 1, ReLU) per stem layer then Flatt
 HEAD_PARAM_ADVICE = {
     "roi_stem.0.": "the first RoI stem conv takes backbone.out_channels inputs (no fixed channel count)",
     "roi_stem.": "RoI stem conv i takes the previous layer's channels and gives stem_channels[i]",
-    "cls_pred.": "cls_pred maps (last stem channels) * roi_size[0] * roi_size[1] features to num_classes + 1 (no fixed 7x7)",
-    "box_pred.": "box_pred maps (last stem channels) * roi_size[0] * roi_size[1] features to 4 * num_classes (no fixed 7x7)",
+    "cls_pred.": "cls_pred maps (last stem channels) * roi_size[0] * roi_size[1] inputs to num_classes + 1 (no fixed 7x7)",
+    "box_pred.": "box_pred maps (last stem channels) * roi_size[0] * roi_size[1] inputs to 4 * num_classes (no fixed 7x7)",
 }
 
 
@@ -235,7 +235,8 @@ def inference_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, An
     inputs = scene(ref, spec["ctor"], 1, seed, spec["per_level"], [3])
     for name in [n for n in inputs if n.startswith("w.box_pred")]:
         inputs[name] = inputs[name] * spec.get("weight_scale", 1.0)
-    return inputs, {"ctor_kwargs": spec["ctor"], "strides": STRIDES, "score_thresh": spec["score"], "nms_thresh": spec["nms"]}
+    params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES, "score_thresh": spec["score"], "nms_thresh": spec["nms"]}
+    return inputs, params
 
 
 @pytest.mark.rubric("frcnn_inference")
@@ -247,7 +248,8 @@ def test_frcnn_inference_matches_reference(case: str, student: SandboxClient, re
     expected = probes_detector.frcnn_inference(ref, inputs, **params, device="cpu")
     what = "FasterRCNN.forward (eval)"
     assert_on_device(out, what)
-    variants = VariantHints(ref, "frcnn_inference", probes_detector.frcnn_inference, inputs, params, out, expected, student)
+    probe = probes_detector.frcnn_inference
+    variants = VariantHints(ref, "frcnn_inference", probe, inputs, params, out, expected, student)
     classes = out.get("classes")
     if isinstance(classes, Tensor) and classes.shape != expected["classes"].shape:
         more = "more" if classes.numel() > expected["classes"].numel() else "fewer"
@@ -263,7 +265,8 @@ def test_frcnn_inference_matches_reference(case: str, student: SandboxClient, re
     )
     assert_close(
         out.get("scores"), expected["scores"], tol=BOXES_TOL, what=f"{what} pred_scores", explain_inputs=inputs,
-        hints=variants.hints("scores"), advice="the score is the highest softmax probability among the C object classes",
+        hints=variants.hints("scores"),
+        advice="the score is the highest softmax probability among the C object classes",
     )
     assert_close(
         out.get("boxes"), expected["boxes"], tol=BOXES_TOL, what=f"{what} pred_boxes", explain_inputs=inputs,

@@ -73,8 +73,9 @@ def test_iou_matches_reference(case: str, student: SandboxClient, ref: ModuleTyp
         raise Fail(f"{what} calls library box operations: write it yourself")
     assert_on_device(out, what)
     assert_close(
-        out.get("out"), expected, tol=IOU_TOL, what=what, inputs=inputs, hints=IOU_SIGNATURES, case=CASE_WORDS.get(case),
-        advice="IoU = intersection / (area1 + area2 - intersection), intersection sides clamped at 0, 0 where the union is 0",
+        out.get("out"), expected, tol=IOU_TOL, what=what, inputs=inputs, hints=IOU_SIGNATURES,
+        case=CASE_WORDS.get(case),
+        advice="IoU = intersection / (area1 + area2 - intersection), sides clamped at 0, 0 where the union is 0",
     )
 
 

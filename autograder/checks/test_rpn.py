@@ -188,7 +188,8 @@ def test_rpn_proposals_match_reference(case: str, student: SandboxClient, ref: M
     what = "RPN.predict_proposals"
     assert_on_device(out, what)
     actual = split_levels(out, "proposals")
-    variants = VariantHints(ref, "rpn_proposals", probes.rpn_predict_proposals, inputs, params, out, expected_out, student)
+    probe = probes.rpn_predict_proposals
+    variants = VariantHints(ref, "rpn_proposals", probe, inputs, params, out, expected_out, student)
     for key, exp in expected.items():  # key = "<level>.<image>"
         level, image = key.split(".")
         label = f"{what}: proposals[{level!r}][{image}]"
@@ -234,7 +235,7 @@ def _proposals_property(actual: Tensor, expected: Tensor) -> str | None:
             "so clip x to [0, width] and y to [0, height]"
         )
     if x_out or y_out:
-        return "some proposals extend outside the image: clip the decoded boxes to the image (x to [0, width], y to [0, height])"
+        return "some proposals extend outside the image: clip the decoded boxes to x in [0, width], y in [0, height]"
     return None
 
 

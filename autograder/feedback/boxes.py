@@ -118,7 +118,9 @@ def nms_sorted_positions(actual: Tensor, expected: Tensor, inputs: Mapping[str, 
 
 
 def _input_order_greedy(inputs: Mapping[str, Tensor]) -> Tensor:
-    return greedy_nms(inputs["boxes"], inputs["scores"], float(inputs["iou_threshold"]), suppress_equal=False, by_score=False)
+    """Greedy NMS visiting the boxes in input order (scores ignored)."""
+    threshold = float(inputs["iou_threshold"])
+    return greedy_nms(inputs["boxes"], inputs["scores"], threshold, suppress_equal=False, by_score=False)
 
 
 def nms_ignores_scores_exact(actual: Tensor, expected: Tensor, inputs: Mapping[str, Tensor]) -> str | None:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +13,7 @@ from autograder.compare import Fail, assert_close
 from autograder.explain import EXPLAIN_MD, EXPLAIN_TENSORS, differences, record_failure, write_explain
 from autograder.sandbox import StudentError
 from corpus_build import build_submission, load_entries
+from test_cli import work_dir  # noqa: F401  (a folder sandboxed children can pass through)
 
 EXPECTED = torch.tensor([[0.25, 0.5], [0.75, 1.0]])
 
@@ -55,15 +52,6 @@ def test_differences_of_other_shapes_show_the_first_elements() -> None:
     assert differences(torch.arange(3.0), torch.arange(5.0)) == [
         "shapes differ; first elements: expected [0, 1, 2], received [0, 1, 2, 3, 4]"
     ]
-
-
-@pytest.fixture
-def work_dir() -> Iterator[Path]:
-    """Outside pytest's root-only tmp_path, so sandboxed children can pass through."""
-    path = Path(tempfile.mkdtemp(prefix="rcnn-explain-test-"))
-    os.chmod(path, 0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_grade_explain_writes_the_report_beside_results_json_only(work_dir: Path) -> None:

@@ -29,8 +29,10 @@ STUB_DIR = Path(__file__).resolve().parents[2] / RELEASE_DIR
 CONSTANTS: list[tuple[str, str, dict[str, object]]] = [
     ("iou", "zeros", {"file": "iou.py", "block": 0, "new": (
         "return torch.zeros(boxes1.shape[0], boxes2.shape[0], dtype=boxes1.dtype, device=boxes1.device)")}),
-    ("nms", "every index", {"file": "nms.py", "block": 0, "new": "return torch.arange(boxes.shape[0], device=boxes.device)"}),
-    ("nms", "no index", {"file": "nms.py", "block": 0, "new": "return torch.empty(0, dtype=torch.int64, device=boxes.device)"}),
+    ("nms", "every index", {"file": "nms.py", "block": 0, "new": (
+        "return torch.arange(boxes.shape[0], device=boxes.device)")}),
+    ("nms", "no index", {"file": "nms.py", "block": 0, "new": (
+        "return torch.empty(0, dtype=torch.int64, device=boxes.device)")}),
     ("location_coords", "zeros", {"file": "anchors.py", "block": 0, "new": (
         "location_coords[level_name] = torch.zeros(feat_shape[2] * feat_shape[3], 2, dtype=dtype, device=device)")}),
     ("anchors", "zeros", {"file": "anchors.py", "block": 1, "new": (

@@ -83,9 +83,8 @@ ADVICE = {"stem_rpn.0.": "the first conv takes in_channels", "stem_rpn.": "other
 
 
 def test_parameter_errors_name_the_reference_parameter_and_both_shapes() -> None:
-    text = explain_parameter_error(
-        "param_shape", {"owner": "RPNPredictionNetwork", "param": "stem_rpn.0.weight", "received": [6, 6, 3, 3]}, SENT, ADVICE
-    )
+    details = {"owner": "RPNPredictionNetwork", "param": "stem_rpn.0.weight", "received": [6, 6, 3, 3]}
+    text = explain_parameter_error("param_shape", details, SENT, ADVICE)
     assert text == (
         "RPNPredictionNetwork does not match the specification: parameter 'stem_rpn.0.weight' has shape "
         "(6, 6, 3, 3), expected (6, 8, 3, 3): the first conv takes in_channels"
