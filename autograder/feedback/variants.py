@@ -132,8 +132,7 @@ class VariantRunner:
 
     def __init__(self, reference_dir: Path) -> None:
         self.reference_dir = Path(reference_dir)
-        self._scratch = Path(tempfile.mkdtemp(prefix="rcnn-variants-"))
-        atexit.register(shutil.rmtree, self._scratch, True)
+        self._scratch: Path | None = None  # made on the first build: a passing submission never needs one
         self._packages: dict[tuple[str, ...], ModuleType | None] = {}
         self._outputs: dict[tuple[tuple[str, ...], str, str], dict[str, Tensor] | None] = {}
         # Per student (the check's ``student`` fixture) and check: variant combinations that
@@ -152,11 +151,16 @@ class VariantRunner:
 
             ordered = sorted(combo, key=lambda v: not v.has_block_edit)
             edits = [edit for v in ordered for edit in v.edits]
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="rcnn-variants-"))  # private (0700): grader only
+                atexit.register(shutil.rmtree, self._scratch, True)
             folder = self._scratch / f"v{len(self._packages)}"
             try:
                 edited_copy(self.reference_dir, folder / "faster_rcnn", edits, "+".join(key))
                 self._packages[key] = import_all(folder / "faster_rcnn", name=f"rcnn_variant_{len(self._packages)}")
             except (EditError, SyntaxError, ImportError):
+                # The variant no longer fits the reference (or two variants conflict): it cannot
+                # name a mistake here. tests/autograder/test_variants.py fails on such a variant.
                 self._packages[key] = None
         return self._packages[key]
 
