@@ -39,6 +39,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     grade.add_argument("submission", type=Path, help="zip or folder holding faster_rcnn/ (or the six .py files)")
     grade.add_argument("--results", type=Path, default=Path("results.json"), help="where to write results.json (default: ./results.json)")
     grade.add_argument("--artifacts-dir", type=Path, default=None, help="folder for the pictures (default: artifacts/ beside results.json)")
+    grade.add_argument(
+        "--explain", action="store_true",
+        help="instructors: also write explain.md and explain_tensors.pt beside results.json (per failed case the "
+             "inputs, expected and received values; hidden data, never give them to students)",
+    )
     _common_grading_flags(grade)
     grade.set_defaults(func=_cmd_grade)
 
@@ -114,6 +119,7 @@ def _grade_options(args: argparse.Namespace) -> "GradeOptions":
         submission=args.submission, results=args.results, device=args.device, skip_overfit=args.skip_overfit,
         checks_dir=args.checks, rubric=args.rubric, unprivileged=args.unprivileged, keyword=args.keyword,
         require_isolation=args.require_isolation, deadline_s=args.deadline, artifacts_dir=args.artifacts_dir,
+        explain=args.explain,
     )
     if args.reference is not None:
         options.reference_dir = args.reference

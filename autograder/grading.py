@@ -19,6 +19,7 @@ from typing import Any
 
 from autograder import isolation
 from rcnn_kit.course import REFERENCE_DIR, rmtree
+from autograder.explain import records_of, write_explain
 from autograder.results import build_results, write_artifacts, write_results
 from autograder.runner import (
     AUTOGRADER_DIR, DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, NOT_RUN_TEXT, GradeSettings, load_deadline, load_rubric, run_checks,
@@ -60,6 +61,7 @@ class GradeOptions:
     require_isolation: bool = False  # refuse to grade when bubblewrap cannot confine children
     deadline_s: float | None = None  # default: the rubric's [grading] deadline_s
     artifacts_dir: Path | None = None  # default: artifacts/ beside results.json
+    explain: bool = False  # also write explain.md + explain_tensors.pt beside results.json (instructor only)
 
 
 def resolve_device(device: str) -> str:
@@ -172,6 +174,10 @@ def grade(options: GradeOptions) -> tuple[dict[str, Any], int]:
         if run.pytest_exit_code not in (0, 1, 5) or run.collect_errors:
             raise RuntimeError(f"pytest exited with code {run.pytest_exit_code}; collection errors: {run.collect_errors}")
         results = build_results(run, problems, execution_time=time.monotonic() - start, notes=notes)
+        if options.explain:
+            title = f"Submission: {options.submission} (device {device})"
+            for path in write_explain(records_of(run.groups), options.results.resolve().parent, title):
+                print(f"wrote {path}")
         artifacts = options.artifacts_dir or options.results.resolve().parent / ARTIFACTS_DIR
         for path in write_artifacts(run, artifacts):
             print(f"wrote {path}")

@@ -38,6 +38,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10 (e.g. Ubuntu 22.04 Gradescope images)
     import tomli as tomllib  # type: ignore[no-redef]
 
+from autograder.explain import ExplainRecord, record_failure
 from autograder.isolation import Confinement, Identity
 from autograder.scoring import EDGE_MARK, NOT_IMPLEMENTED, CaseTally, group_fraction
 from rcnn_kit.course import RUBRIC_KINDS, rmtree
@@ -147,6 +148,7 @@ class GroupResult:
     artifacts: list[tuple[str, bytes]] = field(default_factory=list)  # (file name, bytes) written beside results.json
     tally: CaseTally = field(default_factory=CaseTally)  # main/edge outcomes for the scoring rules
     not_run_reason: str | None = None  # set when the grading deadline left no time for this group
+    explain: list[ExplainRecord] = field(default_factory=list)  # per failed case, for --explain (instructor only)
 
     @property
     def counted(self) -> int:
@@ -279,6 +281,9 @@ class GraderPlugin:
         if report.failed and item.nodeid not in self._item_failures:
             self._item_failures[item.nodeid] = describe_failure(call.excinfo)
             exc = call.excinfo.value if call.excinfo is not None else None
+            self.results[rubric_id(item)].explain.append(  # type: ignore[index]
+                record_failure(str(rubric_id(item)), item.nodeid, self._item_failures[item.nodeid][0], exc)
+            )
             if isinstance(exc, StudentError) and exc.exc_type == NOT_IMPLEMENTED:
                 self._not_implemented.add(item.nodeid)
         elif report.skipped:

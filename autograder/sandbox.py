@@ -56,6 +56,8 @@ from autograder import bubblewrap, isolation
 from autograder.sandboxed import HARNESS_PACKAGE, wire
 from autograder.sandboxed.child import LAUNCH
 from autograder.isolation import Confinement, Identity
+from autograder.sandboxed.errors import ERROR_CATEGORIES
+from autograder.student_errors import category_message, clean_details
 
 #: Error kinds a student-caused failure can have (see docs/AUTOGRADER_DESIGN.md).
 STUDENT_ERROR_KINDS = ("import", "exception", "timeout", "crash", "memory", "bad_output", "forbidden")
@@ -74,7 +76,7 @@ MIN_RESTART_BUDGET_S = 5.0
 #: The code that runs inside the sandbox: copied into each child's harness folder.
 SANDBOXED_DIR = Path(__file__).resolve().parent / "sandboxed"
 #: Files of :data:`SANDBOXED_DIR` every child gets (the probes are chosen per client).
-HARNESS_CORE_FILES = ("__init__.py", "child.py", "wire.py")
+HARNESS_CORE_FILES = ("__init__.py", "child.py", "wire.py", "errors.py")
 #: Name of the student package inside the child.
 PACKAGE_NAME = "faster_rcnn"
 #: Rubric kinds other than "unit" (see autograder/rubric.toml); ``probes_<kind>.py`` belongs to one.
@@ -93,15 +95,24 @@ class StudentError(Exception):
         message: the student-safe message (also ``str(self)``).
         exc_type: name of the exception the student's code raised (``"NotImplementedError"``),
             when there was one.
+        category: the child's error category (:mod:`autograder.student_errors`), or None.
+        details: the child's structured details of that category (cleaned; for the checks).
+        instructor_message: the exception's own text (instructor-only reports, never the student).
     """
 
-    def __init__(self, kind: str, message: str, exc_type: str | None = None) -> None:
+    def __init__(
+        self, kind: str, message: str, exc_type: str | None = None, category: str | None = None,
+        details: dict[str, Any] | None = None, instructor_message: str | None = None,
+    ) -> None:
         if kind not in STUDENT_ERROR_KINDS:
             raise ValueError(f"kind: expected one of {STUDENT_ERROR_KINDS}, got {kind!r}")
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.exc_type = exc_type
+        self.category = category
+        self.details = dict(details or {})
+        self.instructor_message = instructor_message
 
 
 class SandboxInfraError(RuntimeError):
@@ -563,12 +574,17 @@ class SandboxClient:
         if kind not in STUDENT_ERROR_KINDS:
             kind = "exception"
         exc_type = header.get("type") if isinstance(header.get("type"), str) else None
-        raise StudentError(str(kind), self._student_message(header), exc_type)
+        category = header.get("category") if header.get("category") in ERROR_CATEGORIES else None
+        raise StudentError(str(kind), self._student_message(header), exc_type, category,
+                           clean_details(header.get("details")), _short(str(header.get("message", "")), 500))
 
     def _student_message(self, header: dict[str, Any]) -> str:
         exc_type = _short(str(header.get("type", "Exception")), 60)
         message = self._scrub(str(header.get("message", "")))
-        if self.group.reference_modules and header.get("kind") in ("exception", "import", None):
+        fixed = category_message(header.get("category"), withheld=bool(self.group.reference_modules))
+        if fixed is not None:  # the grader's own text for the child's error category
+            exc_type, message = fixed, ""
+        elif self.group.reference_modules and header.get("kind") in ("exception", "import", None):
             # This child held copies of reference modules, so student code could
             # smuggle them out through exception text (scrubbing only catches
             # verbatim lines). Show a built-in type name and the student's own

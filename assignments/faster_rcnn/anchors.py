@@ -29,7 +29,8 @@ def get_fpn_location_coords(
 
     Returns:
         ``{level: Tensor[H*W, 2]}`` of ``(xc, yc) = ((x + 0.5) * stride, (y + 0.5) * stride)``
-        in row-major order (x varies fastest).
+        (x first, cell centres) in row-major order (x varies fastest), in ``dtype``
+        on ``device``.
     """
     location_coords: dict[str, torch.Tensor] = {}
     for level_name, feat_shape in shape_per_fpn_level.items():

@@ -38,7 +38,8 @@ def rcnn_get_deltas_from_anchors(anchors: torch.Tensor, gt_boxes: torch.Tensor) 
         gt_boxes: Tensor[N, 4] or Tensor[N, 5] (extra class column ignored), the
             GT box matched to each anchor in (x1, y1, x2, y2) format. A row whose
             four coordinates are all -1 (background) or all -1e8 (neutral) has
-            no target.
+            no target. Never read column 4: it may not exist; tell background
+            and neutral rows from the four coordinates.
 
     Returns:
         Tensor[N, 4] of ``(dx, dy, dw, dh)``: ``dx = (gx - px) / pw``,
@@ -69,7 +70,8 @@ def rcnn_apply_deltas_to_anchors(deltas: torch.Tensor, anchors: torch.Tensor) ->
     Returns:
         Tensor[N, 4], the decoded boxes in (x1, y1, x2, y2) format. ``dw`` and
         ``dh`` are clamped to at most ``log(224 / 8)`` before ``exp``. The inputs
-        are never modified in place.
+        are never modified in place: no ``clamp_`` and no assignment into a slice
+        of ``deltas``.
     """
     if deltas.dim() != 2 or deltas.shape[-1] != 4:
         raise ValueError(f"deltas: expected Tensor[N, 4], got shape {tuple(deltas.shape)}")
@@ -86,10 +88,10 @@ def clip_boxes_to_image(boxes: torch.Tensor, image_size: tuple[int, int]) -> tor
 
     Args:
         boxes: Tensor[N, 4], boxes in (x1, y1, x2, y2) format.
-        image_size: (height, width) in pixels.
+        image_size: (height, width) in pixels: height first.
 
     Returns:
-        Tensor[N, 4] with x in [0, width] and y in [0, height].
+        Tensor[N, 4] with x in [0, width] and y in [0, height] (no ``- 1``).
     """
     height, width = image_size
     x = boxes[:, 0::2].clamp(0, width)  # (N, 2): x1, x2

@@ -130,7 +130,9 @@ class FasterRCNN(nn.Module):
         # Build `self.roi_stem` (a 3x3 conv, padding 1, + ReLU per entry of
         # stem_channels, starting from backbone.out_channels, then nn.Flatten),
         # `self.cls_pred` (Linear to num_classes + 1 logits) and `self.box_pred`
-        # (Linear to 4 * num_classes deltas).
+        # (Linear to 4 * num_classes deltas). The Linear layers take
+        # last stem channels * roi_size[0] * roi_size[1] features: use the
+        # constructor's arguments, never a fixed channel count or a 7 x 7 RoI.
         # TODO: your code here (replace the raise below).
         raise NotImplementedError('FasterRCNN.__init__ in faster_rcnn/detector.py: TODO not implemented yet')
 
@@ -173,7 +175,8 @@ class FasterRCNN(nn.Module):
         proposals, image_ids, level_ids = flatten_proposals(proposals_per_fpn_level)
 
         # Match proposals to GT per image (rcnn_match_anchors_to_gt with both
-        # thresholds ROI_FG_IOU) and sample `batch_size_per_image` per image with
+        # thresholds ROI_FG_IOU, i.e. (0.5, 0.5), not the RPN's) and sample
+        # `batch_size_per_image` per image (not once over the batch) with the given
         # `sample_rpn_training` (foreground fraction ROI_FG_FRACTION, generator
         # self.generator). RoIAlign only the sampled proposals (self._roi_features),
         # run the head, then:
@@ -235,9 +238,11 @@ class FasterRCNN(nn.Module):
         height, width = images.shape[-2:]
         proposals, image_ids, level_ids = flatten_proposals(proposals_per_fpn_level)
         roi_feats = self._roi_features(feats_per_fpn_level, proposals, image_ids, level_ids)
-        # Classify every proposal: score and class are the best non-background
-        # softmax probability and its index (0..C-1). Decode that class's deltas
-        # at the proposal, clip to the image, keep scores above
+        # Classify every proposal: softmax over all C + 1 logits, then score and
+        # class are the best probability among classes 1..C (background never
+        # wins) and its index shifted to 0..C-1. Decode that class's deltas at the
+        # proposal (this second stage regresses boxes: the proposals are not the
+        # final boxes), clip to the image ((height, width)), keep scores above
         # test_score_thresh, and run class-specific NMS (test_nms_thresh).
         # TODO: your code here (replace the raise below).
         raise NotImplementedError('FasterRCNN._inference in faster_rcnn/detector.py: TODO not implemented yet')

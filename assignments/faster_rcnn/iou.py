@@ -15,8 +15,9 @@ def iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
         boxes2: Tensor[N, 4], boxes in (x1, y1, x2, y2) format.
 
     Returns:
-        Tensor[M, N]: entry (i, j) is the IoU of ``boxes1[i]`` and ``boxes2[j]``, in [0, 1].
-        Disjoint or touching boxes give 0; a degenerate pair (zero union) gives 0.
+        Tensor[M, N] in the inputs' dtype (float64 in, float64 out): entry (i, j) is
+        the IoU of ``boxes1[i]`` and ``boxes2[j]``, in [0, 1]. Disjoint or touching
+        boxes give 0; a degenerate pair (zero union) gives 0, never NaN.
     """
     if boxes1.dim() != 2 or boxes1.shape[-1] != 4:
         raise ValueError(f"boxes1: expected Tensor[M, 4], got shape {tuple(boxes1.shape)}")

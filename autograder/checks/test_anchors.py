@@ -39,6 +39,13 @@ COORD_CASES: dict[str, dict[str, Any]] = {
 }
 
 
+#: The kind of input of the unusual cases, in words the student sees when such a case fails.
+COORD_CASE_WORDS = {
+    "non_square": "non-square feature maps", "single_row_and_column": "feature maps one cell high or wide",
+    "float64": "dtype=torch.float64", "one_level_stride_4": "a single level with stride 4",
+}
+
+
 def _coords_params(case: dict[str, Any]) -> dict[str, Any]:
     return {
         "module": "anchors",
@@ -65,9 +72,13 @@ def test_location_coords_match_reference(case: str, student: SandboxClient, ref:
     assert_on_device(out, what)
     strides = spec.get("strides", STRIDES)
     for level, exp in expected.items():
-        hint_inputs = {"stride": torch.tensor(float(strides[level]))}
+        _, _, height, width = spec["shapes"][level]
+        hint_inputs = {name: torch.tensor(value) for name, value in
+                       (("stride", float(strides[level])), ("height", height), ("width", width))}
         assert_close(
-            actual[level], exp, tol=COORDS_TOL, what=f"{what}(...)[{level!r}]", inputs=hint_inputs, hints=COORDS_SIGNATURES
+            actual[level], exp, tol=COORDS_TOL, what=f"{what}(...)[{level!r}]", inputs=hint_inputs,
+            hints=COORDS_SIGNATURES, columns=("x", "y"), case=COORD_CASE_WORDS.get(case),
+            advice="row (y * W + x) holds ((x + 0.5) * stride, (y + 0.5) * stride) in the requested dtype",
         )
 
 
@@ -106,5 +117,10 @@ def test_anchors_match_reference(case: str, student: SandboxClient, ref: ModuleT
     if set(actual) != set(expected):
         raise Fail(f"{what}: returned levels {sorted(actual)}, expected one entry per input level {sorted(expected)}.")
     assert_on_device(out, what)
+    hint_inputs = {"num_ratios": torch.tensor(len(spec["ratios"]))}
     for level, exp in expected.items():
-        assert_close(actual[level], exp, tol=ANCHORS_TOL, what=f"{what}(...)[{level!r}]", hints=ANCHOR_SIGNATURES)
+        assert_close(
+            actual[level], exp, tol=ANCHORS_TOL, what=f"{what}(...)[{level!r}]", inputs=hint_inputs,
+            hints=ANCHOR_SIGNATURES, columns=("x1", "y1", "x2", "y2"), explain_inputs=inputs,
+            advice="area (stride_scale * stride) ** 2, width sqrt(area / ratio), height area / width, location-major",
+        )

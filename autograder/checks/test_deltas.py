@@ -17,9 +17,9 @@ from torch import Tensor
 from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
 from autograder.sandboxed import probes
 from autograder.scoring import cases
-from autograder.compare import Fail, assert_close, assert_on_device, assert_shape_dtype
+from autograder.compare import Fail, FailureDetails, assert_close, assert_on_device, assert_shape_dtype
 from autograder.feedback import DELTAS_APPLY_SIGNATURES, DELTAS_GET_SIGNATURES, IGNORED_DELTA, deltas_ignored_rows
-from autograder.sandbox import SandboxClient
+from autograder.sandbox import SandboxClient, StudentError
 
 #: Deltas are ratios and logs of float32 values: rounding differs by ~1e-7.
 DELTAS_TOL = 1e-5
@@ -58,23 +58,40 @@ GET_CASES: dict[str, Callable[[], dict[str, Tensor]]] = {
 
 GET_PARAMS = {"module": "deltas", "function": "rcnn_get_deltas_from_anchors", "args": ["anchors", "gt_boxes"]}
 
+#: Names of the four delta columns, for "only column dw is wrong".
+DELTA_COLUMNS = ("dx", "dy", "dw", "dh")
+#: What a case's input is special for, added to an error the student's code raised on it.
+GET_CASE_NOTES = {
+    "gt_without_class_column": (
+        "This case passes gt_boxes with 4 columns (no class column): use gt_boxes[:, :4] and never read column 4."
+    ),
+}
+
 
 @pytest.mark.rubric("deltas_get")
 @pytest.mark.parametrize("case", cases(GET_CASES, edge={"empty"}))
 def test_deltas_get_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
     inputs = GET_CASES[case]()
-    out = student.call("call_function", inputs, **GET_PARAMS)
-    expected = probes.call_function(ref, inputs, **GET_PARAMS, device="cpu")["out"]
     what = "rcnn_get_deltas_from_anchors(anchors, gt_boxes)"
+    try:
+        out = student.call("call_function", inputs, **GET_PARAMS)
+    except StudentError as err:
+        if case in GET_CASE_NOTES and err.exc_type in ("IndexError", "RuntimeError"):
+            raise StudentError(err.kind, f"{err} {GET_CASE_NOTES[case]}", err.exc_type) from None
+        raise
+    expected = probes.call_function(ref, inputs, **GET_PARAMS, device="cpu")["out"]
     assert_on_device(out, what)
-    actual = assert_shape_dtype(out.get("out"), expected, what)
+    actual = assert_shape_dtype(out.get("out"), expected, what, inputs=inputs)
     ignored = (expected == IGNORED_DELTA).all(dim=1)  # (N,)
     hint = deltas_ignored_rows(actual, expected, inputs)
     if hint is not None:
-        raise Fail(f"{what}: wrong values in rows without a target. Likely mistake: {hint}.")
+        raise Fail(f"{what}: wrong values in rows without a target. Likely mistake: {hint}.",
+                   FailureDetails(what, actual, expected, inputs))
     kept_inputs = {"anchors": inputs["anchors"][~ignored], "gt_boxes": inputs["gt_boxes"][~ignored]}
     assert_close(
-        actual[~ignored], expected[~ignored], tol=DELTAS_TOL, what=what, inputs=kept_inputs, hints=DELTAS_GET_SIGNATURES
+        actual[~ignored], expected[~ignored], tol=DELTAS_TOL, what=f"{what} (rows with a target)", inputs=kept_inputs,
+        hints=DELTAS_GET_SIGNATURES, columns=DELTA_COLUMNS, explain_inputs=inputs,
+        advice="dx = (gx - px) / pw, dy = (gy - py) / ph, dw = log(gw / pw), dh = log(gh / ph) from centres and sizes",
     )
 
 
@@ -98,6 +115,9 @@ APPLY_CASES: dict[str, Callable[[], dict[str, Tensor]]] = {
 
 APPLY_PARAMS = {"module": "deltas", "function": "rcnn_apply_deltas_to_anchors", "args": ["deltas", "anchors"]}
 
+#: The kind of input of the unusual cases, in words the student sees when such a case fails.
+APPLY_CASE_WORDS = {"clamped_dw_dh": "dw, dh large enough to be clamped", "float64": "float64 inputs"}
+
 
 @pytest.mark.rubric("deltas_apply")
 @pytest.mark.parametrize("case", cases(APPLY_CASES, edge={"empty"}))
@@ -109,4 +129,8 @@ def test_deltas_apply_match_reference(case: str, student: SandboxClient, ref: Mo
     if int(out["meta.inputs_modified"]):
         raise Fail(f"{what} modified an input tensor in place: work on new tensors (e.g. clamp without the trailing _).")
     assert_on_device(out, what)
-    assert_close(out.get("out"), expected, tol=BOXES_TOL, what=what, inputs=inputs, hints=DELTAS_APPLY_SIGNATURES)
+    assert_close(
+        out.get("out"), expected, tol=BOXES_TOL, what=what, inputs=inputs, hints=DELTAS_APPLY_SIGNATURES,
+        columns=("x1", "y1", "x2", "y2"), case=APPLY_CASE_WORDS.get(case),
+        advice="centre (px + dx * pw, py + dy * ph), size (pw * exp(dw), ph * exp(dh)) with dw, dh clamped first",
+    )

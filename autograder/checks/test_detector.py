@@ -19,7 +19,9 @@ import torch
 from torch import Tensor
 
 from autograder.sandboxed import probes, probes_detector
-from autograder.compare import Fail, assert_close, assert_equal_indices, assert_on_device
+from autograder.compare import Fail, FailureDetails, assert_close, assert_equal_indices, assert_on_device
+from autograder.feedback import VariantHints
+from autograder.feedback.probing import call_explained, sampler_hints
 from autograder.sandbox import SandboxClient
 
 #: Linear layers and RoIAlign over a few hundred float32 terms.
@@ -107,9 +109,8 @@ HEAD_CASES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.rubric("frcnn_head")
-@pytest.mark.parametrize("case", list(HEAD_CASES))
-def test_frcnn_head_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+def head_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of a head case: weights, features, flattened proposals, a RoI batch."""
     spec = HEAD_CASES[case]
     seed = 400 + list(HEAD_CASES).index(case)
     inputs = scene(ref, spec["ctor"], spec["batch"], seed, spec["per_level"], [2] * spec["batch"])
@@ -119,21 +120,40 @@ def test_frcnn_head_matches_reference(case: str, student: SandboxClient, ref: Mo
     inputs.update(roi_boxes=boxes, roi_image_ids=image_ids, roi_level_ids=level_ids)
     g = torch.Generator().manual_seed(seed + 50)
     inputs["roi_input"] = torch.randn(7, CHANNELS, *spec["ctor"]["roi_size"], generator=g)
-    params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
-    out = student.call("frcnn_head", inputs, **params)
+    return inputs, {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
+
+
+@pytest.mark.rubric("frcnn_head")
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+def test_frcnn_head_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    inputs, params = head_case(ref, case)
+    out = call_explained(student, "frcnn_head", inputs, HEAD_PARAM_ADVICE, **params)
     expected = probes_detector.frcnn_head(ref, inputs, **params, device="cpu")
     assert_on_device(out, "FasterRCNN head")
-    assert_close(out.get("cls"), expected["cls"], tol=HEAD_TOL, what="cls_pred(roi_stem(roi_features))")
-    assert_close(out.get("box"), expected["box"], tol=HEAD_TOL, what="box_pred(roi_stem(roi_features))")
-    assert_close(
-        out.get("roi_feats"), expected["roi_feats"], tol=HEAD_TOL, what="FasterRCNN._roi_features", advice=ROI_ADVICE
-    )
+    variants = VariantHints(ref, "frcnn_head", probes_detector.frcnn_head, inputs, params, out, expected, student)
+    for key, what, advice in (
+        ("cls", "cls_pred(roi_stem(roi_features))", HEAD_ADVICE),
+        ("box", "box_pred(roi_stem(roi_features))", HEAD_ADVICE),
+        ("roi_feats", "FasterRCNN._roi_features", ROI_ADVICE),
+    ):
+        assert_close(
+            out.get(key), expected[key], tol=HEAD_TOL, what=what, hints=variants.hints(key),
+            shape_hints=variants.hints(key), explain_inputs=inputs, advice=advice,
+        )
 
 
 ROI_ADVICE = (
     "roi_align on each box's own level with rows (image_id, x1, y1, x2, y2), spatial_scale = 1 / stride "
     "and aligned=True, results in the rows of the boxes they came from"
 )
+HEAD_ADVICE = "roi_stem is (3x3 conv, padding 1, ReLU) per stem layer then Flatten; cls_pred and box_pred are Linear"
+#: How each head layer is built (for a missing or misshaped parameter).
+HEAD_PARAM_ADVICE = {
+    "roi_stem.0.": "the first RoI stem conv takes backbone.out_channels inputs (no fixed channel count)",
+    "roi_stem.": "RoI stem conv i takes the previous layer's channels and gives stem_channels[i]",
+    "cls_pred.": "cls_pred maps (last stem channels) * roi_size[0] * roi_size[1] inputs to num_classes + 1 (no fixed 7x7)",
+    "box_pred.": "box_pred maps (last stem channels) * roi_size[0] * roi_size[1] inputs to 4 * num_classes (no fixed 7x7)",
+}
 
 
 # ----------------------------------------------------------------------------------------
@@ -148,26 +168,40 @@ LOSS_CASES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.rubric("frcnn_losses")
-@pytest.mark.parametrize("case", list(LOSS_CASES))
-def test_frcnn_losses_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+def loss_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of a second-stage loss case (the RPN's losses are passed through)."""
     spec = LOSS_CASES[case]
     seed = 500 + list(LOSS_CASES).index(case)
     inputs = scene(ref, spec["ctor"], spec["batch"], seed, spec["per_level"], spec["gt"])
     inputs["loss_rpn_obj"] = torch.tensor(0.6931)
     inputs["loss_rpn_box"] = torch.tensor(0.125)
-    params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
+    return inputs, {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
+
+
+@pytest.mark.rubric("frcnn_losses")
+@pytest.mark.parametrize("case", list(LOSS_CASES))
+def test_frcnn_losses_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    inputs, params = loss_case(ref, case)
     out = student.call("frcnn_losses", inputs, **params)
     expected = probes_detector.frcnn_losses(ref, inputs, **params, device="cpu")
     what = "FasterRCNN.forward (training)"
     assert_on_device(out, what)
+    variants = VariantHints(ref, "frcnn_losses", probes_detector.frcnn_losses, inputs, params, out, expected, student)
+    rerun, static = sampler_hints(student, "detector", "frcnn_losses", inputs, params, out)
     for key in ("loss_rpn_obj", "loss_rpn_box", "loss_cls", "loss_box"):
-        assert_close(out.get(key), expected[key], tol=LOSS_TOL, what=f"{what} {key}", advice=LOSS_ADVICE[key])
+        assert_close(
+            out.get(key), expected[key], tol=LOSS_TOL, what=f"{what} {key}", advice=LOSS_ADVICE[key],
+            hints=[rerun, *variants.hints(key, static)], explain_inputs=inputs,
+        )
     for name, exp in expected.items():
         if name.startswith("grad."):
             if name not in out:
                 raise Fail(f"{what}: the losses do not depend on cls_pred / box_pred (detached tensors?).")
-            assert_close(out[name], exp, tol=GRAD_TOL, what=f"{what} gradient of loss_cls + loss_box w.r.t. the head")
+            assert_close(
+                out[name], exp, tol=GRAD_TOL, what=f"{what} gradient of loss_cls + loss_box w.r.t. the head",
+                hints=[rerun, *variants.hints(name, static)], explain_inputs=inputs,
+                advice="compute loss_cls and loss_box from the head's outputs (no .detach(), .item() or new tensors)",
+            )
 
 
 LOSS_ADVICE = {
@@ -194,37 +228,89 @@ INFERENCE_CASES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.rubric("frcnn_inference")
-@pytest.mark.parametrize("case", list(INFERENCE_CASES))
-def test_frcnn_inference_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+def inference_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of an inference case (one image)."""
     spec = INFERENCE_CASES[case]
     seed = 600 + list(INFERENCE_CASES).index(case)
     inputs = scene(ref, spec["ctor"], 1, seed, spec["per_level"], [3])
     for name in [n for n in inputs if n.startswith("w.box_pred")]:
         inputs[name] = inputs[name] * spec.get("weight_scale", 1.0)
     params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES, "score_thresh": spec["score"], "nms_thresh": spec["nms"]}
+    return inputs, params
+
+
+@pytest.mark.rubric("frcnn_inference")
+@pytest.mark.parametrize("case", list(INFERENCE_CASES))
+def test_frcnn_inference_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    spec = INFERENCE_CASES[case]
+    inputs, params = inference_case(ref, case)
     out = student.call("frcnn_inference", inputs, **params)
     expected = probes_detector.frcnn_inference(ref, inputs, **params, device="cpu")
     what = "FasterRCNN.forward (eval)"
     assert_on_device(out, what)
+    probe = probes_detector.frcnn_inference
+    variants = VariantHints(ref, "frcnn_inference", probe, inputs, params, out, expected, student)
     classes = out.get("classes")
     if isinstance(classes, Tensor) and classes.shape != expected["classes"].shape:
-        raise Fail(
-            f"{what}: {classes.numel()} detections, a different number from the reference. Check the class "
-            "scores (softmax, best non-background class), the score threshold and class-specific NMS."
-        )
-    assert_equal_indices(classes, expected["classes"], what=f"{what} pred_classes", hints=[_class_hint])
+        more = "more" if classes.numel() > expected["classes"].numel() else "fewer"
+        message = f"{what}: {classes.numel()} detections, {more} than the reference."
+        hint = variants.hint("classes") or _detections_property(out, spec)
+        details = FailureDetails(f"{what} pred_classes", classes, expected["classes"], inputs)
+        if hint is not None:
+            raise Fail(f"{message} Likely mistake: {hint}.", details)
+        raise Fail(f"{message} Check: {DETECTION_COUNT_ADVICE}.", details)
+    assert_equal_indices(
+        classes, expected["classes"], what=f"{what} pred_classes", inputs=inputs,
+        hints=variants.hints("classes", _class_hint), explain=lambda _: _detections_property(out, spec),
+    )
     assert_close(
-        out.get("scores"), expected["scores"], tol=BOXES_TOL, what=f"{what} pred_scores",
+        out.get("scores"), expected["scores"], tol=BOXES_TOL, what=f"{what} pred_scores", explain_inputs=inputs,
+        hints=variants.hints("scores"),
         advice="the score is the highest softmax probability among the C object classes",
     )
     assert_close(
-        out.get("boxes"), expected["boxes"], tol=BOXES_TOL, what=f"{what} pred_boxes",
+        out.get("boxes"), expected["boxes"], tol=BOXES_TOL, what=f"{what} pred_boxes", explain_inputs=inputs,
+        hints=variants.hints("boxes", lambda a, e, i: _detections_property(out, spec)),
+        columns=("x1", "y1", "x2", "y2"),
         advice="decode the deltas of the predicted class at its proposal, then clip to the image",
     )
+
+
+DETECTION_COUNT_ADVICE = (
+    "the class scores (softmax over C + 1, best of classes 1..C), the score threshold (test_score_thresh) "
+    "and class-specific NMS (test_nms_thresh)"
+)
+
+
+def _detections_property(out: Any, spec: dict[str, Any]) -> str | None:
+    """Which rule of the eval output the student's detections break (from their own values only)."""
+    classes, scores, boxes = out.get("classes"), out.get("scores"), out.get("boxes")
+    num_classes = spec["ctor"]["num_classes"]
+    if isinstance(classes, Tensor) and classes.numel():
+        if bool((classes < 0).any()) or bool((classes >= num_classes).any()):
+            return "some pred_classes are outside 0..C-1 (background must never be predicted; classes are shifted by 1)"
+    if isinstance(scores, Tensor) and scores.numel() and scores.is_floating_point():
+        if bool((scores <= spec["score"]).any()):
+            return "some pred_scores are not above test_score_thresh: drop those detections before NMS"
+        if bool((scores[1:] > scores[:-1]).any()):
+            return "the detections are not in decreasing order of score"
+    if isinstance(boxes, Tensor) and boxes.dim() == 2 and boxes.shape[-1] == 4 and boxes.numel():
+        h, w = IMAGE_HW
+        if bool((boxes < -1e-3).any() or (boxes[:, 0::2] > w + 1e-3).any() or (boxes[:, 1::2] > h + 1e-3).any()):
+            return "some boxes extend outside the image: clip them to (height, width)"
+    return None
 
 
 def _class_hint(actual: Tensor, expected: Tensor, inputs: Any) -> str | None:
     if actual.shape == expected.shape and bool((actual == expected + 1).all()):
         return "pred_classes are 0..C-1: subtract 1 from the head's class index (0 there is background)"
     return None
+
+
+#: rubric id -> (probe, case names, case builder): the buggy variants of each check
+#: (autograder/feedback/variants.toml) are tested on these (tests/autograder/test_variants.py).
+PROBE_CASES: dict[str, tuple[Any, list[str], Any]] = {
+    "frcnn_head": (probes_detector.frcnn_head, list(HEAD_CASES), head_case),
+    "frcnn_losses": (probes_detector.frcnn_losses, list(LOSS_CASES), loss_case),
+    "frcnn_inference": (probes_detector.frcnn_inference, list(INFERENCE_CASES), inference_case),
+}

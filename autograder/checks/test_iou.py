@@ -55,6 +55,13 @@ CASES: dict[str, Callable[[], dict[str, Tensor]]] = {
 
 PARAMS = {"module": "iou", "function": "iou", "args": ["boxes1", "boxes2"]}
 
+#: The kind of input of the degenerate cases, in words the student sees when such a case fails.
+CASE_WORDS = {
+    "special_pairs": "identical, nested, touching, disjoint and zero-area boxes",
+    "empty_boxes1": "an empty boxes1", "empty_boxes2": "an empty boxes2",
+    "float64": "float64 boxes", "tiny_boxes": "tiny boxes (sides down to 0.01 px)",
+}
+
 
 @pytest.mark.parametrize("case", cases(CASES, edge={"empty_boxes1", "empty_boxes2"}))
 def test_iou_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
@@ -65,7 +72,11 @@ def test_iou_matches_reference(case: str, student: SandboxClient, ref: ModuleTyp
     if int(out["meta.library_calls"]):
         raise Fail(f"{what} calls library box operations: write it yourself")
     assert_on_device(out, what)
-    assert_close(out.get("out"), expected, tol=IOU_TOL, what=what, inputs=inputs, hints=IOU_SIGNATURES)
+    assert_close(
+        out.get("out"), expected, tol=IOU_TOL, what=what, inputs=inputs, hints=IOU_SIGNATURES,
+        case=CASE_WORDS.get(case),
+        advice="IoU = intersection / (area1 + area2 - intersection), sides clamped at 0, 0 where the union is 0",
+    )
 
 
 @pytest.mark.edge_case

@@ -13,7 +13,7 @@ from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
 from autograder.sandboxed import probes
 from autograder.scoring import cases
 from autograder.compare import Fail, assert_equal_indices, assert_on_device
-from autograder.feedback import NMS_SIGNATURES, find_library_box_ops
+from autograder.feedback import NMS_SIGNATURES, find_library_box_ops, nms_properties
 from autograder.sandbox import SandboxClient
 
 pytestmark = pytest.mark.rubric("nms")
@@ -88,7 +88,10 @@ def test_nms_matches_reference(case: str, student: SandboxClient, ref: ModuleTyp
     if int(out["meta.library_calls"]):
         raise Fail(f"{what} calls library box operations: write it yourself")
     assert_on_device(out, what)
-    assert_equal_indices(out.get("out"), expected, what=what, inputs=inputs, hints=NMS_SIGNATURES)
+    assert_equal_indices(
+        out.get("out"), expected, what=what, inputs=inputs, hints=NMS_SIGNATURES,
+        explain=lambda kept: nms_properties(kept, inputs),
+    )
 
 
 @pytest.mark.edge_case

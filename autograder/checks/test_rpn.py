@@ -18,7 +18,9 @@ import torch
 from torch import Tensor
 
 from autograder.sandboxed import probes
-from autograder.compare import Fail, assert_close, assert_on_device, split_levels
+from autograder.compare import Fail, FailureDetails, assert_close, assert_on_device, split_levels
+from autograder.feedback import VariantHints
+from autograder.feedback.probing import call_explained, sampler_hints
 from autograder.sandbox import SandboxClient
 
 #: Convolution outputs and losses: float32 sums over a few hundred terms.
@@ -59,26 +61,49 @@ PRED_NET_CASES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.rubric("rpn_pred_net")
-@pytest.mark.parametrize("case", list(PRED_NET_CASES))
-def test_rpn_pred_net_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+def pred_net_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of a prediction-network case: reference-shaped weights and features."""
     spec = PRED_NET_CASES[case]
     g = torch.Generator().manual_seed(100 + list(PRED_NET_CASES).index(case))
     weights = random_weights(ref.rpn.RPNPredictionNetwork(**spec["ctor"]), g)
     feats = feature_maps(spec["batch"], g, spec.get("image", IMAGE_HW))
     inputs = {**{f"w.{k}": v for k, v in weights.items()}, **{f"feats.{k}": v for k, v in feats.items()}}
-    out = student.call("rpn_pred_net_forward", inputs, ctor_kwargs=spec["ctor"])
-    expected = probes.rpn_pred_net_forward(ref, inputs, ctor_kwargs=spec["ctor"], device="cpu")
+    return inputs, {"ctor_kwargs": spec["ctor"]}
+
+
+@pytest.mark.rubric("rpn_pred_net")
+@pytest.mark.parametrize("case", list(PRED_NET_CASES))
+def test_rpn_pred_net_matches_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
+    inputs, params = pred_net_case(ref, case)
+    out = call_explained(student, "rpn_pred_net_forward", inputs, PRED_NET_PARAM_ADVICE, **params)
+    expected = probes.rpn_pred_net_forward(ref, inputs, **params, device="cpu")
     assert_on_device(out, "RPNPredictionNetwork.forward")
+    variants = VariantHints(ref, "rpn_pred_net", probes.rpn_pred_net_forward, inputs, params, out, expected, student)
     for kind, label in (("obj", "object_logits"), ("box", "boxreg_deltas")):
         actual, exp = split_levels(out, kind), split_levels(expected, kind)
         if set(actual) != set(exp):
             raise Fail(f"RPNPredictionNetwork.forward: {label} has levels {sorted(actual)}, expected {sorted(exp)}.")
         for level in exp:
+            key = f"{kind}.{level}"
             assert_close(
                 actual[level], exp[level], tol=PRED_NET_TOL, what=f"RPNPredictionNetwork.forward {label}[{level!r}]",
-                hints=[_flatten_order_hint],
+                hints=variants.hints(key), shape_hints=variants.hints(key), explain_inputs=inputs,
+                advice=PRED_NET_ADVICE[kind],
             )
+
+
+#: How each layer of RPNPredictionNetwork is built (for a missing or misshaped parameter).
+PRED_NET_PARAM_ADVICE = {
+    "stem_rpn.0.": "the first stem conv takes in_channels inputs and gives stem_channels[0] outputs (no fixed numbers)",
+    "stem_rpn.": "stem conv i takes the previous layer's channels and gives stem_channels[i] (a 3x3 conv, then ReLU)",
+    "pred_obj.": "pred_obj is a 1x1 conv from the last stem channels to num_anchors outputs",
+    "pred_box.": "pred_box is a 1x1 conv from the last stem channels to 4 * num_anchors outputs",
+}
+#: What to check when a forward output differs and no known mistake matches.
+PRED_NET_ADVICE = {
+    "obj": "stem (3x3 conv + ReLU per layer), then pred_obj; (B, A, H, W) -> (B, H, W, A) -> (B, H*W*A)",
+    "box": "stem (3x3 conv + ReLU per layer), then pred_box; (B, 4A, H, W) -> (B, H, W, 4A) -> (B, H*W*A, 4)",
+}
 
 
 #: The specified init: conv weights from N(0, RPN_INIT_STD), biases 0. The accepted band for
@@ -90,6 +115,7 @@ INIT_CTOR = {"in_channels": 16, "stem_channels": [32, 32], "num_anchors": 3}
 
 
 @pytest.mark.rubric("rpn_pred_net")
+@pytest.mark.edge_case  # counts once a forward case passes: a constant forward with a good init earns nothing
 def test_rpn_pred_net_initialisation(student: SandboxClient, ref: ModuleType) -> None:
     out = student.call("rpn_pred_net_init", {}, ctor_kwargs=INIT_CTOR, seed=7)
     expected = probes.rpn_pred_net_init(ref, {}, ctor_kwargs=INIT_CTOR, seed=7)
@@ -103,15 +129,6 @@ def test_rpn_pred_net_initialisation(student: SandboxClient, ref: ModuleType) ->
     for name, max_abs in split_levels(out, "max_abs").items():
         if float(max_abs) != 0.0:
             raise Fail(f"{what}: the bias of {name} is not zero (init every conv bias to 0).")
-
-
-def _flatten_order_hint(actual: Tensor, expected: Tensor, inputs: Any) -> str | None:
-    if _same_values_other_order(actual, expected):
-        return (
-            "flatten (B, A, H, W) as (B, H, W, A) so that the A anchors of a location are consecutive"
-            " (permute before reshape)"
-        )
-    return None
 
 
 def _same_values_other_order(actual: Tensor, expected: Tensor) -> bool:
@@ -155,34 +172,77 @@ def proposal_inputs(ref: Any, spec: dict[str, Any], seed: int) -> tuple[dict[str
     return ctor, inputs
 
 
+def proposal_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of a proposals case."""
+    ctor, inputs = proposal_inputs(ref, PROPOSAL_CASES[case], 200 + list(PROPOSAL_CASES).index(case))
+    return inputs, {"ctor_kwargs": ctor, "image_size": list(IMAGE_HW)}
+
+
 @pytest.mark.rubric("rpn_proposals")
 @pytest.mark.parametrize("case", list(PROPOSAL_CASES))
 def test_rpn_proposals_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
-    spec = PROPOSAL_CASES[case]
-    ctor, inputs = proposal_inputs(ref, spec, 200 + list(PROPOSAL_CASES).index(case))
-    params = {"ctor_kwargs": ctor, "image_size": list(IMAGE_HW)}
+    inputs, params = proposal_case(ref, case)
     out = student.call("rpn_predict_proposals", inputs, **params)
-    expected = split_levels(probes.rpn_predict_proposals(ref, inputs, **params, device="cpu"), "proposals")
+    expected_out = probes.rpn_predict_proposals(ref, inputs, **params, device="cpu")
+    expected = split_levels(expected_out, "proposals")
     what = "RPN.predict_proposals"
     assert_on_device(out, what)
     actual = split_levels(out, "proposals")
+    probe = probes.rpn_predict_proposals
+    variants = VariantHints(ref, "rpn_proposals", probe, inputs, params, out, expected_out, student)
     for key, exp in expected.items():  # key = "<level>.<image>"
         level, image = key.split(".")
         label = f"{what}: proposals[{level!r}][{image}]"
+        details = FailureDetails(label, actual.get(key), exp, inputs)
         if key not in actual:
-            raise Fail(f"{label} is missing: return one list of B tensors per level.")
+            raise Fail(f"{label} is missing: return one list of B tensors per level.", details)
         got = actual[key]
         if got.shape != exp.shape:
-            raise Fail(
-                f"{label} has {got.shape[0] if got.dim() else 0} boxes, a different number from the reference. "
-                "Check the top-k before NMS (per level and image), the NMS threshold and the top-k after NMS."
-            )
-        assert_close(got, exp, tol=PROPOSALS_TOL, what=label, hints=[_proposals_hint])
+            count = got.shape[0] if got.dim() else 0
+            more = "more" if count > exp.shape[0] else "fewer"
+            message = f"{label} has {count} boxes, {more} than the reference."
+            hint = variants.hint(f"proposals.{key}") or _proposals_property(got, exp)
+            if hint is not None:
+                raise Fail(f"{message} Likely mistake: {hint}.", details)
+            raise Fail(f"{message} Check: {PROPOSAL_COUNT_ADVICE[more]}.", details)
+        assert_close(
+            got, exp, tol=PROPOSALS_TOL, what=label, hints=[*variants.hints(f"proposals.{key}"), _proposals_hint],
+            columns=("x1", "y1", "x2", "y2"), explain_inputs=inputs,
+            advice="top pre_nms_topk per level and image, decode, clip to (height, width), NMS, first post_nms_topk",
+        )
+
+
+#: What to check when a level/image has another number of proposals and no known mistake matches.
+PROPOSAL_COUNT_ADVICE = {
+    "more": "the top-k before NMS (pre_nms_topk per level and image), the NMS threshold (nms_thresh) and post_nms_topk",
+    "fewer": "the top-k before NMS (pre_nms_topk per level and image), the NMS threshold (nms_thresh) and the clip",
+}
+
+
+def _proposals_property(actual: Tensor, expected: Tensor) -> str | None:
+    """Where the student's proposals leave the (IMAGE_HW) image, from their own values alone."""
+    if actual.dim() != 2 or actual.shape[-1] != 4 or actual.numel() == 0:
+        return None
+    h, w = IMAGE_HW
+    xs, ys = actual[:, 0::2], actual[:, 1::2]
+    if bool((xs < -1e-3).any() or (ys < -1e-3).any()):
+        return "some proposals have negative coordinates: clip the decoded boxes to the image before NMS"
+    x_out, y_out = bool((xs > w + 1e-3).any()), bool((ys > h + 1e-3).any())
+    if x_out != y_out and max(float(xs.max()), float(ys.max())) <= max(h, w) + 1e-3:
+        axis, limit = ("x", "width") if x_out else ("y", "height")
+        return (
+            f"some proposals have {axis} beyond the image's {limit}: image_size is (height, width), "
+            "so clip x to [0, width] and y to [0, height]"
+        )
+    if x_out or y_out:
+        return "some proposals extend outside the image: clip the decoded boxes to x in [0, width], y in [0, height]"
+    return None
 
 
 def _proposals_hint(actual: Tensor, expected: Tensor, inputs: Any) -> str | None:
-    if actual.numel() and (actual.min() < expected.min() - 1e-3 or actual.max() > expected.max() + 1e-3):
-        return "clip the decoded boxes to the image (x to [0, width], y to [0, height])"
+    prop = _proposals_property(actual, expected)
+    if prop is not None:
+        return prop
     if _same_values_other_order(actual, expected):
         return "return the proposals of each level in decreasing order of objectness"
     return None
@@ -226,23 +286,50 @@ def loss_inputs(ref: Any, spec: dict[str, Any], seed: int) -> tuple[dict[str, An
     return ctor, inputs
 
 
+def loss_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(inputs, probe params) of an RPN loss case."""
+    ctor, inputs = loss_inputs(ref, LOSS_CASES[case], 300 + list(LOSS_CASES).index(case))
+    return inputs, {"ctor_kwargs": ctor, "strides": STRIDES}
+
+
 @pytest.mark.rubric("rpn_losses")
 @pytest.mark.parametrize("case", list(LOSS_CASES))
 def test_rpn_losses_match_reference(case: str, student: SandboxClient, ref: ModuleType) -> None:
-    spec = LOSS_CASES[case]
-    ctor, inputs = loss_inputs(ref, spec, 300 + list(LOSS_CASES).index(case))
-    params = {"ctor_kwargs": ctor, "strides": STRIDES}
+    inputs, params = loss_case(ref, case)
+    ctor = params["ctor_kwargs"]
     out = student.call("rpn_losses", inputs, **params)
     expected = probes.rpn_losses(ref, inputs, **params, device="cpu")
     what = "RPN.forward (training)"
     assert_on_device(out, what)
+    variants = VariantHints(ref, "rpn_losses", probes.rpn_losses, inputs, params, out, expected, student)
+    rerun, static = sampler_hints(student, "rpn", "rpn_losses", inputs, params, out)
     for key in ("loss_rpn_obj", "loss_rpn_box"):
-        assert_close(out.get(key), expected[key], tol=LOSS_TOL, what=f"{what} {key}", hints=[_loss_hint(key, ctor)])
+        assert_close(
+            out.get(key), expected[key], tol=LOSS_TOL, what=f"{what} {key}", explain_inputs=inputs,
+            hints=[rerun, *variants.hints(key, static, _loss_hint(key, ctor))], advice=LOSS_ADVICE[key],
+        )
     for name, exp in expected.items():
         if name.startswith("grad_"):
             if name not in out:
                 raise Fail(f"{what}: the losses do not depend on the predictions (detached or recomputed tensors?).")
-            assert_close(out[name], exp, tol=GRAD_TOL, what=f"{what} gradient of the losses w.r.t. the predictions")
+            assert_close(
+                out[name], exp, tol=GRAD_TOL, what=f"{what} gradient of the losses w.r.t. the predictions",
+                hints=[rerun, *variants.hints(name, static)], explain_inputs=inputs, advice=GRAD_ADVICE,
+            )
+
+
+#: What to check when a loss differs and no known mistake matches.
+LOSS_ADVICE = {
+    "loss_rpn_obj": (
+        "BCE-with-logits on the sampled anchors (1 foreground, 0 background), summed, divided by "
+        "batch_size_per_image * B"
+    ),
+    "loss_rpn_box": (
+        "L1 between predicted and GT deltas of the sampled foreground anchors, summed, divided by "
+        "batch_size_per_image * B"
+    ),
+}
+GRAD_ADVICE = "compute both losses from the predictions themselves (no .detach(), .item() or new tensors)"
 
 
 def _loss_hint(key: str, ctor: dict[str, Any]) -> Any:
@@ -258,3 +345,12 @@ def _loss_hint(key: str, ctor: dict[str, Any]) -> Any:
         return None
 
     return hint
+
+
+#: rubric id -> (probe, case names, case builder): the buggy variants of each check
+#: (autograder/feedback/variants.toml) are tested on these (tests/autograder/test_variants.py).
+PROBE_CASES: dict[str, tuple[Any, list[str], Any]] = {
+    "rpn_pred_net": (probes.rpn_pred_net_forward, list(PRED_NET_CASES), pred_net_case),
+    "rpn_proposals": (probes.rpn_predict_proposals, list(PROPOSAL_CASES), proposal_case),
+    "rpn_losses": (probes.rpn_losses, list(LOSS_CASES), loss_case),
+}

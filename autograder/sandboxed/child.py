@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import wire
+from .errors import error_category
 
 #: Python source run by ``python -I -B -c``: put the harness folder on the path and start.
 LAUNCH = "import sys; sys.path.insert(0, sys.argv[1]); from rcnn_sandboxed.child import run; run(sys.argv[2])"
@@ -228,7 +229,7 @@ class Harness:
         except BaseException:  # a student exception whose __str__ raises
             message = "<unprintable exception>"
         return {"ok": False, "kind": kind, "type": type(exc).__name__[:100],
-                "message": message[:2000], "frames": frames[-10:]}
+                "message": message[:2000], "frames": frames[-10:], **error_category(exc)}
 
 
 def _flush_student_output() -> None:

@@ -41,7 +41,20 @@ WEIGHT_PREFIX = "w."
 
 
 class ProbeError(Exception):
-    """A problem a probe detected in the student's code; the message is student-safe."""
+    """A problem a probe detected in the student's code; the message is student-safe.
+
+    Args:
+        message: the text (shown only where the child holds no reference code).
+        code: a category of the child's fixed enum (``child.ERROR_CATEGORIES``), e.g.
+            ``"param_shape"``, so the grader can compose its own message.
+        details: short structured facts for that message: a reference parameter name,
+            a shape as a list of ints (checked again by the grader against what it sent).
+    """
+
+    def __init__(self, message: str, code: str | None = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = dict(details or {})
 
 
 # ----------------------------------------------------------------------------------------
@@ -145,14 +158,21 @@ def load_weights(module: nn.Module, weights: Mapping[str, Tensor], what: str, pr
             return
     for name, source in weights.items():
         if name not in own:
-            raise ProbeError(f"{what} has no parameter '{name}' (shape {tuple(source.shape)}); check the layer structure")
+            raise ProbeError(
+                f"{what} has no parameter '{name}' (shape {tuple(source.shape)}); check the layer structure",
+                "param_missing", {"owner": what, "param": name},
+            )
         if own[name].shape != source.shape:
             raise ProbeError(
-                f"{what} parameter '{name}' has shape {tuple(own[name].shape)}, expected {tuple(source.shape)}"
+                f"{what} parameter '{name}' has shape {tuple(own[name].shape)}, expected {tuple(source.shape)}",
+                "param_shape", {"owner": what, "param": name, "received": [int(d) for d in own[name].shape]},
             )
     extra = [name for name in own if name not in weights]
     if extra:
-        raise ProbeError(f"{what} has parameters the specification does not have: {', '.join(extra[:4])}")
+        raise ProbeError(
+            f"{what} has parameters the specification does not have: {', '.join(extra[:4])}",
+            "param_extra", {"owner": what, "count": len(extra)},
+        )
     with torch.no_grad():
         for name, source in weights.items():
             own[name].copy_(source)

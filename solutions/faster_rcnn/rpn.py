@@ -109,7 +109,8 @@ class RPNPredictionNetwork(nn.Module):
         super().__init__()
         self.num_anchors = num_anchors
         # Build `self.stem_rpn`: for each entry of stem_channels a 3x3 conv
-        # (padding 1, so the map keeps its size) followed by ReLU. Then the 1x1
+        # (padding 1, so the map keeps its size) followed by ReLU; the first conv
+        # takes `in_channels` (never a fixed number such as 256). Then the 1x1
         # convs `self.pred_obj` (A outputs) and `self.pred_box` (4A outputs).
         # Initialise every conv weight from N(0, 0.01) and every bias to 0.
         ### BEGIN SOLUTION
@@ -136,9 +137,11 @@ class RPNPredictionNetwork(nn.Module):
             feats_per_fpn_level: ``{level: Tensor[B, C, H, W]}``.
 
         Returns:
-            (object_logits, boxreg_deltas): ``{level: Tensor[B, H*W*A]}`` and
-            ``{level: Tensor[B, H*W*A, 4]}``, location-major (the A anchors of a
-            location are consecutive), matching :func:`generate_fpn_anchors`.
+            (object_logits, boxreg_deltas): ``{level: Tensor[B, H*W*A]}`` (no trailing
+            dimension of size 1) and ``{level: Tensor[B, H*W*A, 4]}``, location-major
+            (the A anchors of a location are consecutive), matching
+            :func:`generate_fpn_anchors`: permute (B, A, H, W) to (B, H, W, A) before
+            reshaping.
         """
         object_logits: dict[str, torch.Tensor] = {}
         boxreg_deltas: dict[str, torch.Tensor] = {}
@@ -167,7 +170,8 @@ class RPN(nn.Module):
         batch_size_per_image: anchors sampled per image for the losses.
         anchor_stride_scale: anchor side in units of the level stride.
         anchor_aspect_ratios: A aspect ratios (height / width).
-        anchor_iou_thresholds: (background below-or-at, foreground at-or-above) IoU thresholds.
+        anchor_iou_thresholds: (background below-or-at, foreground at-or-above) IoU thresholds,
+            (low, high) in that order; the second stage uses its own (0.5, 0.5).
         nms_thresh: NMS IoU threshold for proposals.
         pre_nms_topk: highest-scoring anchors kept per level and image before NMS.
         post_nms_topk: proposals kept per level and image after NMS.
@@ -255,12 +259,16 @@ class RPN(nn.Module):
         obj_logits = torch.cat(list(pred_obj_logits.values()), dim=1)  # (B, R)
         boxreg = torch.cat(list(pred_boxreg_deltas.values()), dim=1)  # (B, R, 4)
 
-        # Match anchors to GT per image (rcnn_match_anchors_to_gt), sample
-        # `batch_size_per_image` anchors per image with `sample_rpn_training`
-        # (foreground fraction RPN_FG_FRACTION, generator self.generator), then:
+        # Match anchors to GT per image (rcnn_match_anchors_to_gt with
+        # self.anchor_iou_thresholds), sample `batch_size_per_image` anchors per
+        # image with `sample_rpn_training` (foreground fraction RPN_FG_FRACTION,
+        # generator self.generator), then:
         #   loss_rpn_obj: BCE-with-logits, target 1 for foreground, 0 for background;
-        #   loss_rpn_box: L1 between predicted and GT deltas, foreground only;
+        #   loss_rpn_box: L1 (not smooth-L1) between predicted and GT deltas, foreground only;
         # each summed and divided by batch_size_per_image * B.
+        # Sample each image on its own, never once over the whole batch, and call the
+        # given `sample_rpn_training` (the autograder swaps in a deterministic sampler;
+        # a hand-written randperm sampler gives losses that cannot be checked).
         ### BEGIN SOLUTION
         sampled_logits, sampled_targets, fg_pred, fg_target = [], [], [], []
         for image_idx in range(num_images):
@@ -297,7 +305,9 @@ class RPN(nn.Module):
             anchors_per_fpn_level: ``{level: Tensor[H*W*A, 4]}`` XYXY anchors.
             pred_obj_logits: ``{level: Tensor[B, H*W*A]}``.
             pred_boxreg_deltas: ``{level: Tensor[B, H*W*A, 4]}``.
-            image_size: (height, width) of the input images in pixels.
+            image_size: (height, width) of the input images in pixels: height first.
+                Boxes are clipped to x in [0, width] and y in [0, height] (continuous
+                coordinates: no ``- 1``).
 
         Returns:
             ``{level: list of B Tensor[K_i, 4]}`` proposals in decreasing order of
@@ -309,8 +319,9 @@ class RPN(nn.Module):
         for image_idx in range(num_images):
             # For each level: keep the `pre_nms_topk` highest objectness logits,
             # decode their deltas at their anchors, clip the boxes to the image
-            # (clip_boxes_to_image), run NMS with `nms_thresh` and keep the first
-            # `post_nms_topk` survivors (NMS returns them by decreasing score).
+            # (clip_boxes_to_image) *before* NMS, run NMS with `self.nms_thresh` on
+            # the clipped boxes and keep the first `post_nms_topk` survivors (NMS
+            # returns them by decreasing score).
             ### BEGIN SOLUTION
             for level in levels:
                 logits = pred_obj_logits[level][image_idx]  # (H*W*A,)

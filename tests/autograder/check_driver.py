@@ -14,13 +14,15 @@ import inspect
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from autograder.scoring import case_name
+from autograder.sandbox import StudentError
+from autograder.scoring import EDGE_MARK, NOT_IMPLEMENTED, CaseTally, case_name, group_fraction, is_edge_param
 from fake_student import FakeStudent, rubric_groups
 
 CHECKS_DIR = Path(__file__).resolve().parents[2] / "autograder" / "checks"
@@ -44,6 +46,11 @@ def _marks(obj: Any) -> list[Any]:
 
 def check_items() -> list[tuple[str, str, Callable[..., None], Any]]:
     """``[(rubric id, item name, function, case or None)]`` for every hidden check item."""
+    return [(rubric, name, fn, case) for rubric, name, fn, case, _ in _items()]
+
+
+def _items() -> list[tuple[str, str, Callable[..., None], Any, bool]]:
+    """As :func:`check_items`, plus whether the item is an edge case (counts once a main case passes)."""
     items = []
     for path in sorted(CHECKS_DIR.glob("test_*.py")):
         module = load_check_module(path)
@@ -52,28 +59,40 @@ def check_items() -> list[tuple[str, str, Callable[..., None], Any]]:
                 continue
             marks = _marks(fn) + _marks(module)
             rubric = next(m.args[0] for m in marks if m.name == "rubric")
+            edge_fn = any(m.name == EDGE_MARK for m in marks)
             params = [m for m in marks if m.name == "parametrize"]
-            cases = [case_name(p) for p in params[0].args[1]] if params else [None]
-            for case in cases:
-                items.append((rubric, f"{name}[{case}]" if case is not None else name, fn, case))
+            cases = [(case_name(p), is_edge_param(p)) for p in params[0].args[1]] if params else [(None, False)]
+            for case, edge in cases:
+                items.append((rubric, f"{name}[{case}]" if case is not None else name, fn, case, edge or edge_fn))
     return items
 
 
-def run_direct(
+@dataclass(frozen=True)
+class Outcome:
+    """One item's outcome in :func:`run_direct_outcomes`."""
+
+    name: str
+    passed: bool
+    message: str
+    edge: bool = False
+    not_implemented: bool = False
+
+
+def run_direct_outcomes(
     submission: Path, scratch: Path, ref: ModuleType, rubric_ids: Iterable[str]
-) -> dict[str, list[tuple[str, bool, str]]]:
-    """Run the unit-check items of ``rubric_ids`` on ``submission``: ``{id: [(item, passed, message)]}``.
+) -> dict[str, list[Outcome]]:
+    """Run the unit-check items of ``rubric_ids`` on ``submission``: ``{id: [Outcome, ...]}``.
 
     Entries of kind ``overfit`` (end-to-end training, other fixtures) are never run here.
-
-    An AssertionError fails the item with its first line; any other exception (a student
-    error in the fake) fails it with ``Type: message``.
+    A failure's message is what the runner shows: the first line of the AssertionError or
+    of the StudentError (the fake student raises those as the sandbox does); any other
+    exception (the fake could not even build the package) reads ``Type: message``.
     """
     groups = rubric_groups()
     wanted = {rid for rid in rubric_ids if groups[rid].get("kind", "unit") == "unit"}
     students: dict[str, FakeStudent] = {}
-    outcomes: dict[str, list[tuple[str, bool, str]]] = defaultdict(list)
-    for rubric, name, fn, case in check_items():
+    outcomes: dict[str, list[Outcome]] = defaultdict(list)
+    for rubric, name, fn, case, edge in _items():
         if rubric not in wanted or rubric not in groups:
             continue
         try:
@@ -81,10 +100,33 @@ def run_direct(
                 students[rubric] = FakeStudent(submission, groups[rubric], scratch)
             fixtures = {"case": case, "student": students[rubric], "ref": ref}
             fn(**{param: fixtures[param] for param in inspect.signature(fn).parameters})
-        except AssertionError as exc:
-            outcomes[rubric].append((name, False, (str(exc).strip().splitlines() or [""])[0]))
-        except Exception as exc:  # the student's code raised inside the fake child
-            outcomes[rubric].append((name, False, f"{type(exc).__name__}: {exc}"))
+        except (AssertionError, StudentError) as exc:
+            unfinished = isinstance(exc, StudentError) and exc.exc_type == NOT_IMPLEMENTED
+            outcomes[rubric].append(Outcome(name, False, first_line(str(exc)), edge, unfinished))
+        except Exception as exc:  # the fake student could not be built (import error)
+            unfinished = isinstance(exc, NotImplementedError)
+            outcomes[rubric].append(Outcome(name, False, f"{type(exc).__name__}: {exc}", edge, unfinished))
         else:
-            outcomes[rubric].append((name, True, ""))
+            outcomes[rubric].append(Outcome(name, True, "", edge))
     return dict(outcomes)
+
+
+def run_direct(
+    submission: Path, scratch: Path, ref: ModuleType, rubric_ids: Iterable[str]
+) -> dict[str, list[tuple[str, bool, str]]]:
+    """:func:`run_direct_outcomes` as ``{id: [(item, passed, message)]}``."""
+    results = run_direct_outcomes(submission, scratch, ref, rubric_ids)
+    return {rid: [(o.name, o.passed, o.message) for o in items] for rid, items in results.items()}
+
+
+def group_score(outcomes: list[Outcome]) -> float:
+    """The share of a group's points the outcomes earn, by the runner's scoring rules."""
+    tally = CaseTally()
+    for outcome in outcomes:
+        tally.add(passed=outcome.passed, edge=outcome.edge, not_implemented=outcome.not_implemented)
+    return group_fraction(tally)[0]
+
+
+def first_line(text: str) -> str:
+    """The first line of a failure, as the runner shows it (before its length cut)."""
+    return (text.strip().splitlines() or [""])[0]

@@ -1,7 +1,8 @@
 """The corpus of submissions under tests/autograder/corpus/ and how to build them.
 
-Layout: ``corpus/correct/<name>/`` and ``corpus/buggy/<name>/`` each hold an ``expect.toml``
-and optionally ``*.py`` files that replace the reference's. ``expect.toml``::
+Layout: ``corpus/correct/<name>/``, ``corpus/buggy/<name>/`` and ``corpus/students/<name>/``
+each hold an ``expect.toml`` and optionally ``*.py`` files that replace the reference's.
+``expect.toml``::
 
     description = "..."
     lose = ["iou"]            # buggy only: exactly these rubric ids must lose points
@@ -17,26 +18,33 @@ and optionally ``*.py`` files that replace the reference's. ``expect.toml``::
     block = 0                 # replace the body of the file's block-th SOLUTION block,
     new = "..."               # re-indented to the block's BEGIN marker
 
-Edits keep the corpus valid while the reference's comments and given code change; an edit
-whose ``old`` text is gone fails loudly instead of silently testing nothing.
+A ``students`` entry is a whole-module submission in a student's own style (every SOLUTION
+block of the modules it rewrites is replaced) with several interacting mistakes. Instead of
+``lose``/``feedback`` it names, per rubric id that must lose points, the phrases of which
+every failed case's message must show one (the hint names the actual cause)::
+
+    [hints]
+    rpn_proposals = ["before the clip", "(height, width)"]
+
+Edits (format: :mod:`autograder.reference_edits`, shared with the grader's buggy variants)
+keep the corpus valid while the reference's comments and given code change; an edit whose
+``old`` text is gone fails loudly instead of silently testing nothing.
 """
 
 from __future__ import annotations
 
 import shutil
-import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder.reference_edits import apply_edits
 from rcnn_kit.impl import STUDENT_MODULES
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_DIR = REPO_ROOT / "solutions" / "faster_rcnn"
-BEGIN_MARKER = "### BEGIN SOLUTION"
-END_MARKER = "### END SOLUTION"
-KINDS = ("correct", "buggy")
+KINDS = ("correct", "buggy", "students")
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class CorpusEntry:
     requires_cuda: bool = False
     representative: bool = False
     edits: tuple[dict, ...] = field(default_factory=tuple)
+    hints: dict[str, tuple[str, ...]] = field(default_factory=dict)  # students: rubric id -> cause phrases
 
     @property
     def touched_modules(self) -> set[str]:
@@ -62,7 +71,7 @@ class CorpusEntry:
 
 
 def load_entries(kind: str) -> list[CorpusEntry]:
-    """All entries of ``kind`` ("correct" or "buggy"), sorted by name.
+    """All entries of ``kind`` ("correct", "buggy" or "students"), sorted by name.
 
     Raises:
         ValueError: ``kind`` is unknown, or an expect.toml has unknown or missing keys.
@@ -74,48 +83,21 @@ def load_entries(kind: str) -> list[CorpusEntry]:
         expect_file = folder / "expect.toml"
         with expect_file.open("rb") as fh:
             data = tomllib.load(fh)
-        unknown = set(data) - {"description", "lose", "feedback", "runner_feedback", "requires_cuda", "representative", "edit"}
+        allowed = {"description", "lose", "feedback", "runner_feedback", "requires_cuda", "representative", "edit", "hints"}
+        unknown = set(data) - allowed
         if unknown or "description" not in data:
             raise ValueError(f"{expect_file}: unknown keys {sorted(unknown)} or no description")
+        hints = {rid: tuple(phrases) for rid, phrases in data.get("hints", {}).items()}
         entries.append(
             CorpusEntry(
                 kind=kind, name=folder.name, folder=folder, description=data["description"],
-                lose=tuple(data.get("lose", ())), feedback=data.get("feedback"), runner_feedback=data.get("runner_feedback"),
+                lose=tuple(data.get("lose", tuple(hints))), feedback=data.get("feedback"),
+                runner_feedback=data.get("runner_feedback"), hints=hints,
                 requires_cuda=bool(data.get("requires_cuda", False)),
                 representative=bool(data.get("representative", False)), edits=tuple(data.get("edit", ())),
             )
         )
     return entries
-
-
-def _replace_block(text: str, index: int, body: str, where: str) -> str:
-    """Replace the body of the ``index``-th SOLUTION block of ``text`` by ``body`` (re-indented)."""
-    lines = text.splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN_MARKER]
-    if index >= len(begins):
-        raise ValueError(f"{where}: block {index} does not exist (the file has {len(begins)} SOLUTION blocks)")
-    start = begins[index]
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].strip() == END_MARKER)
-    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
-    new_body = textwrap.indent(textwrap.dedent(body).strip("\n") + "\n", indent)
-    return "".join(lines[: start + 1]) + new_body + "".join(lines[end:])
-
-
-def apply_edit(text: str, edit: dict, where: str) -> str:
-    """Apply one ``[[edit]]`` of an expect.toml to a file's text.
-
-    Raises:
-        ValueError: the edit is malformed, its ``old`` text does not occur exactly once,
-            or its block does not exist.
-    """
-    if "new" not in edit or ("old" in edit) == ("block" in edit):
-        raise ValueError(f"{where}: an edit needs `new` and exactly one of `old` / `block`, got keys {sorted(edit)}")
-    if "block" in edit:
-        return _replace_block(text, int(edit["block"]), edit["new"], where)
-    count = text.count(edit["old"])
-    if count != 1:
-        raise ValueError(f"{where}: `old` text occurs {count} times in {edit['file']} (expected once): {edit['old']!r}")
-    return text.replace(edit["old"], edit["new"])
 
 
 def build_submission(entry: CorpusEntry, dest: Path) -> Path:
@@ -125,8 +107,5 @@ def build_submission(entry: CorpusEntry, dest: Path) -> Path:
         shutil.copy(REFERENCE_DIR / f"{module}.py", dest / f"{module}.py")
     for overlay in entry.folder.glob("*.py"):
         shutil.copy(overlay, dest / overlay.name)
-    for number, edit in enumerate(entry.edits):
-        target = dest / edit["file"]
-        where = f"{entry.kind}/{entry.name} edit #{number + 1}"
-        target.write_text(apply_edit(target.read_text(), edit, where))
+    apply_edits(dest, entry.edits, f"{entry.kind}/{entry.name}")
     return dest

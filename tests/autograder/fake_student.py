@@ -17,7 +17,10 @@ from typing import Any
 
 import torch
 
+from autograder.sandbox import StudentError
 from autograder.sandboxed import probes, probes_detector
+from autograder.sandboxed.errors import error_category
+from autograder.student_errors import category_message, clean_details
 from rcnn_kit.impl import import_faster_rcnn, import_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +39,7 @@ class FakeStudent:
 
     def __init__(self, submission: Path, group: dict[str, Any], scratch: Path) -> None:
         self.submission = submission
+        self.group = group
         folder = scratch / f"hybrid_{next(_counter)}"
         folder.mkdir(parents=True)
         shutil.copy(REFERENCE_DIR / "__init__.py", folder / "__init__.py")
@@ -48,8 +52,23 @@ class FakeStudent:
             import_module(self.pkg, module)
 
     def call(self, probe: str, inputs: dict[str, torch.Tensor], **params: Any) -> dict[str, torch.Tensor]:
+        """Run the probe in process; the student's exceptions become :class:`StudentError` as in the runner.
+
+        The message is the grader's fixed text when the exception has a category
+        (:mod:`autograder.student_errors`), else ``Type: message`` (the runner withholds that
+        text where the child holds reference code; the kit's runner tests cover that).
+        """
         module = probes if hasattr(probes, probe) else probes_detector
-        result = getattr(module, probe)(self.pkg, {k: v.clone() for k, v in inputs.items()}, **params)
+        try:
+            result = getattr(module, probe)(self.pkg, {k: v.clone() for k, v in inputs.items()}, **params)
+        except Exception as exc:
+            structured = error_category(exc)
+            fixed = category_message(structured.get("category"), withheld=bool(self.group["reference_modules"]))
+            message = fixed or f"{type(exc).__name__}: {exc}"
+            raise StudentError(
+                "exception", message, type(exc).__name__, structured.get("category"),
+                clean_details(structured.get("details")), str(exc),
+            ) from exc
         return {k: v.detach().cpu() for k, v in result.items()}
 
     def source(self, module: str) -> str:

@@ -15,7 +15,8 @@ import pytest
 import torch
 import torchvision
 
-from autograder import feedback, probes
+from autograder import feedback
+from autograder.sandboxed import probes
 from autograder.compare import Fail, assert_close, assert_equal_indices, assert_on_device, rel_error
 from check_driver import CHECKS_DIR, load_check_module
 from corpus_build import REFERENCE_DIR, build_submission, load_entries
