@@ -17,6 +17,7 @@ from autograder.results import (
     write_artifacts,
     write_results,
 )
+from autograder.scoring import CaseTally
 from autograder.runner import CheckRun, GroupResult, RubricEntry, load_rubric
 
 IOU = RubricEntry("iou", "IoU", 6.0, ("iou",), (), 60.0)
@@ -26,9 +27,9 @@ OVERFIT = RubricEntry("overfit", "Overfit", 20.0, ("iou", "nms"), (), 600.0, kin
 
 def _run() -> CheckRun:
     iou = GroupResult(IOU, passed=3, failed=1, failures=["iou(boxes1, boxes2): values differ"],
-                      student_output="--- stdout ---\nSTUDENT PRINTED THIS")
+                      student_output="--- stdout ---\nSTUDENT PRINTED THIS", tally=CaseTally(main_passed=3, main_failed=1))
     nms = GroupResult(NMS, passed=0, failed=2, failures=["nms: crashed", "nms: crashed"],
-                      instructor_notes=["TRACEBACK OF A GRADER ERROR"])
+                      instructor_notes=["TRACEBACK OF A GRADER ERROR"], tally=CaseTally(main_failed=2))
     overfit = GroupResult(OVERFIT, skipped_reason="skipped (--skip-overfit)")
     return CheckRun([iou, nms, overfit], ignored={"stale": 2}, collect_errors=[], pytest_exit_code=1, seconds=1.0)
 
@@ -44,6 +45,23 @@ def test_scores_follow_passed_fraction_and_sum_to_total() -> None:
     assert [t["max_score"] for t in results["tests"] if t.get("tags")] == [6.0, 7.0, 20.0]
     assert "missing module files: rpn.py" in results["output"]
     assert by_tag["nms"]["output"].count("nms: crashed") == 1  # repeated failures listed once
+
+
+@pytest.mark.parametrize(
+    "tally, not_run, reason",
+    [
+        (CaseTally(main_failed=3, edge_passed=2), None, "no main case passed"),
+        (CaseTally(main_passed=1, main_failed=2, not_implemented=1), None, "NotImplementedError"),
+        (CaseTally(main_passed=2), "not run: time budget", "not run: time budget"),
+    ],
+    ids=["edge_cases_alone", "not_implemented", "deadline"],
+)
+def test_scoring_rules_give_zero_with_the_reason(tally: CaseTally, not_run: str | None, reason: str) -> None:
+    group = GroupResult(IOU, passed=tally.passed, failed=tally.counted - tally.passed, tally=tally, not_run_reason=not_run)
+    results = build_results(CheckRun([group], {}, [], 1, 1.0), [])
+    validate_results(results)
+    entry = results["tests"][0]
+    assert entry["score"] == 0.0 and entry["status"] == "failed" and reason in entry["output"]
 
 
 def test_student_output_and_grader_errors_are_hidden() -> None:
