@@ -1,4 +1,4 @@
-"""``rcnn-kit grade``, ``rcnn-kit grade-all`` and ``rcnn-kit autograder-zip``.
+"""``rcnn-kit grade``, ``rcnn-kit grade-all``, ``rcnn-kit autograder-zip`` and ``rcnn-kit calibrate-overfit``.
 
 Registered through the ``rcnn_kit.commands`` entry-point group (see pyproject.toml).
 """
@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from autograder import calibration
+from autograder.overfit_profile import add_grading_flags, choice_from_args, grading_argv
 from autograder.runner import DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, load_rubric
 
 #: Seconds a ``grade-all`` job may take beyond the sum of the rubric's group budgets.
@@ -47,6 +49,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     bundle.add_argument("--overfit-data", type=Path, default=None, help="overfit subset folder to bundle (default: data/overfit_subset if present)")
     bundle.set_defaults(func=_cmd_autograder_zip)
 
+    calibration.register(subparsers)
+
 
 def _common_grading_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-overfit", action="store_true", help="do not run the overfit smoke test")
@@ -58,6 +62,7 @@ def _common_grading_flags(parser: argparse.ArgumentParser) -> None:
     extra.add_argument("-k", dest="keyword", default=None, help="only run checks matching this pytest -k expression")
     extra.add_argument("--unprivileged", action="store_true", help="never switch user, even as root (laptop mode)")
     extra.add_argument("--memory-mb", type=int, default=None, help="memory limit of each sandboxed child")
+    add_grading_flags(extra)
 
 
 def _grading_argv(args: argparse.Namespace) -> list[str]:
@@ -73,7 +78,7 @@ def _grading_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--unprivileged")
     if args.memory_mb is not None:
         argv += ["--memory-mb", str(args.memory_mb)]
-    return argv
+    return argv + grading_argv(args)
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
@@ -84,6 +89,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     options = GradeOptions(
         submission=args.submission, results=args.results, device=args.device, skip_overfit=args.skip_overfit,
         checks_dir=args.checks, rubric=args.rubric, unprivileged=args.unprivileged, keyword=args.keyword,
+        overfit=choice_from_args(args),
     )
     if args.reference is not None:
         options.reference_dir = args.reference

@@ -85,9 +85,16 @@ def build_autograder_zip(out: str | Path = "dist/autograder.zip", overfit_data: 
         out: zip to write (its folder is created).
         overfit_data: overfit subset folder; default :func:`default_overfit_data` when it exists.
         source_root: the kit's checkout.
+
+    Raises:
+        ValueError: a calibrated overfit profile trains on a subset that is not bundled
+            (:func:`autograder.overfit_data.check_bundle_data`).
     """
+    from autograder.overfit_data import check_bundle_data
+
     if overfit_data is None and default_overfit_data().is_dir():
         overfit_data = default_overfit_data()
+    check_bundle_data(source_root / "autograder" / "profiles", overfit_data)  # the subset a profile was calibrated on
     entries = bundle_entries(source_root, overfit_data)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

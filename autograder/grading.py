@@ -18,6 +18,7 @@ from typing import Any
 
 from autograder import isolation
 from rcnn_kit.course import REFERENCE_DIR, rmtree
+from autograder.overfit_profile import OverfitChoice
 from autograder.results import build_results, write_artifacts, write_results
 from autograder.runner import AUTOGRADER_DIR, DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, GradeSettings, load_rubric, run_checks
 from autograder.sandbox import SandboxLimits
@@ -48,6 +49,7 @@ class GradeOptions:
     unprivileged: bool = False
     keyword: str | None = None
     limits: SandboxLimits = field(default_factory=SandboxLimits)
+    overfit: OverfitChoice = field(default_factory=OverfitChoice)  # --overfit-profile/-data/--force-overfit-profile
 
 
 def resolve_device(device: str) -> str:
@@ -114,7 +116,7 @@ def grade(options: GradeOptions) -> tuple[dict[str, Any], int]:
         settings = GradeSettings(
             reference_dir=options.reference_dir, checks_dir=options.checks_dir, rubric_path=options.rubric,
             device=device, skip_overfit=options.skip_overfit, limits=options.limits, identity=identity,
-            keyword=options.keyword,
+            keyword=options.keyword, overfit=options.overfit,
         )
         children = scratch / "children"
         children.mkdir()

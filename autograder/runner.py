@@ -39,6 +39,7 @@ except ModuleNotFoundError:  # Python 3.10 (e.g. Ubuntu 22.04 Gradescope images)
     import tomli as tomllib  # type: ignore[no-redef]
 
 from autograder.isolation import Identity
+from autograder.overfit_profile import OverfitChoice
 from autograder.scoring import EDGE_MARK, NOT_IMPLEMENTED, CaseTally, group_fraction
 from rcnn_kit.course import RUBRIC_KINDS, rmtree
 from autograder.sandbox import Group, SandboxClient, SandboxInfraError, SandboxLimits, StudentError
@@ -154,6 +155,7 @@ class GradeSettings:
     limits: SandboxLimits = SandboxLimits()
     identity: Identity | None = None
     keyword: str | None = None  # pytest -k expression (reduced runs in the kit's tests)
+    overfit: OverfitChoice = OverfitChoice()  # which overfit profile and data (autograder/overfit_profile.py)
 
 
 class GraderPlugin:
@@ -264,6 +266,8 @@ class GraderPlugin:
         for name, value in item.user_properties:  # set by checks through pytest's record_property
             if name == "feedback_md" and isinstance(value, str):
                 result.feedback_md.append(value)
+            elif name == "instructor_note" and isinstance(value, str):  # e.g. which overfit profile graded
+                result.instructor_notes.append(value)
             elif name == "artifact" and isinstance(value, tuple) and len(value) == 2:
                 file_name, data = value
                 if isinstance(file_name, str) and isinstance(data, bytes):

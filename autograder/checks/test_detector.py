@@ -4,8 +4,9 @@ training losses (``frcnn_losses``) and inference (``frcnn_inference``).
 Isolation: the detector runs on a replay backbone (fixed features) and a replay RPN (fixed
 proposals and RPN losses), never the student's RPN. The head check loads the reference's
 weights into the student's ``roi_stem``/``cls_pred``/``box_pred`` by parameter name and
-checks ``_roi_features``; the loss and inference checks use the specified head modules with
-the same weights and the specified RoIAlign, so a head bug costs points only once. The
+checks ``_roi_features``; the loss and inference checks send a table of RoI features through
+the stem computed here with the reference's own code (:func:`reference_roi_table`) and use
+predictors with the same weights, so a head bug costs points only once. The
 sampler is :func:`autograder.sandboxed.probes.deterministic_sampler` on both sides (see :mod:`autograder.sandboxed.probes_detector`).
 """
 
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 from autograder.sandboxed import probes, probes_detector
+from autograder.sandboxed.probes import group
 from autograder.compare import Fail, assert_close, assert_equal_indices, assert_on_device
 from autograder.sandbox import SandboxClient
 
@@ -95,6 +97,26 @@ def scene(
     return inputs
 
 
+def reference_roi_table(ref: Any, inputs: dict[str, Tensor], ctor: dict[str, Any]) -> dict[str, Tensor]:
+    """The RoI table of :func:`probes_detector.replay_roi_features`, made with the reference's own code.
+
+    Rows: every box the detector may RoIAlign, i.e. the proposals of each image and level
+    with the GT boxes mixed in (``mix_gt_with_proposals``), flattened level-major; features:
+    ``roi_stem(_roi_features(...))`` of the reference with the case's weights, Tensor[K, D].
+    """
+    feats = group(inputs, "feats")
+    batch = next(iter(feats.values())).shape[0]
+    proposals = {level: [inputs[f"proposals.{level}.{i}"] for i in range(batch)] for level in feats}
+    boxes, image_ids, level_ids = ref.detector.flatten_proposals(ref.detector.mix_gt_with_proposals(proposals, inputs["gt_boxes"]))
+    backbone = probes.Replay({}, out_channels=CHANNELS, fpn_strides=STRIDES)
+    model = ref.detector.FasterRCNN(backbone, probes.Replay({}), **ctor)
+    probes.load_weights(model, group(inputs, probes.WEIGHT_PREFIX.rstrip(".")), "reference FasterRCNN")
+    with torch.no_grad():
+        table = model.roi_stem(model._roi_features(feats, boxes, image_ids, level_ids))  # (K, D)
+    prefix = probes_detector.ROI_TABLE_PREFIX
+    return {f"{prefix}boxes": boxes, f"{prefix}image_ids": image_ids, f"{prefix}level_ids": level_ids, f"{prefix}feats": table}
+
+
 # ----------------------------------------------------------------------------------------
 # Head: constructor (structure, weights by name) and _roi_features
 # ----------------------------------------------------------------------------------------
@@ -156,6 +178,7 @@ def test_frcnn_losses_match_reference(case: str, student: SandboxClient, ref: Mo
     inputs = scene(ref, spec["ctor"], spec["batch"], seed, spec["per_level"], spec["gt"])
     inputs["loss_rpn_obj"] = torch.tensor(0.6931)
     inputs["loss_rpn_box"] = torch.tensor(0.125)
+    inputs.update(reference_roi_table(ref, inputs, spec["ctor"]))
     params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
     out = student.call("frcnn_losses", inputs, **params)
     expected = probes_detector.frcnn_losses(ref, inputs, **params, device="cpu")
@@ -202,6 +225,7 @@ def test_frcnn_inference_matches_reference(case: str, student: SandboxClient, re
     inputs = scene(ref, spec["ctor"], 1, seed, spec["per_level"], [3])
     for name in [n for n in inputs if n.startswith("w.box_pred")]:
         inputs[name] = inputs[name] * spec.get("weight_scale", 1.0)
+    inputs.update(reference_roi_table(ref, inputs, spec["ctor"]))
     params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES, "score_thresh": spec["score"], "nms_thresh": spec["nms"]}
     out = student.call("frcnn_inference", inputs, **params)
     expected = probes_detector.frcnn_inference(ref, inputs, **params, device="cpu")

@@ -1,7 +1,9 @@
 """The corpus of submissions under tests/autograder/corpus/ and how to build them.
 
 Layout: ``corpus/correct/<name>/`` and ``corpus/buggy/<name>/`` each hold an ``expect.toml``
-and optionally ``*.py`` files that replace the reference's. ``expect.toml``::
+and optionally ``*.py`` files that replace the reference's. ``expect.toml`` is a variant file
+of :mod:`autograder.variants` (the kit's one "broken on purpose" format, shared with the overfit
+calibration) with the corpus' own keys::
 
     description = "..."
     lose = ["iou"]            # buggy only: exactly these rubric ids must lose points
@@ -11,32 +13,24 @@ and optionally ``*.py`` files that replace the reference's. ``expect.toml``::
     requires_cuda = false     # optional: the bug shows only on a GPU
     representative = false    # optional: prefer this entry when the real runner grades one per rubric id
 
-    [[edit]]                  # applied in order to the reference text of `file`
-    file = "iou.py"
-    old = "..."               # replace this exact text (it must occur exactly once), or
-    block = 0                 # replace the body of the file's block-th SOLUTION block,
-    new = "..."               # re-indented to the block's BEGIN marker
-
-Edits keep the corpus valid while the reference's comments and given code change; an edit
-whose ``old`` text is gone fails loudly instead of silently testing nothing.
+    [[edit]]                  # file, old | block, new: see autograder/variants.py
 """
 
 from __future__ import annotations
 
-import shutil
-import textwrap
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
-from rcnn_kit.impl import STUDENT_MODULES
+from autograder.variants import build_variant, read_variant
+from rcnn_kit.course import REFERENCE_DIR as REFERENCE_REL
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_DIR = REPO_ROOT / "solutions" / "faster_rcnn"
-BEGIN_MARKER = "### BEGIN SOLUTION"
-END_MARKER = "### END SOLUTION"
+REFERENCE_DIR = REPO_ROOT / REFERENCE_REL
 KINDS = ("correct", "buggy")
+#: Keys of expect.toml besides the shared ``description`` and ``[[edit]]``.
+CORPUS_KEYS = ("lose", "feedback", "runner_feedback", "requires_cuda", "representative")
 
 
 @dataclass(frozen=True)
@@ -52,7 +46,7 @@ class CorpusEntry:
     runner_feedback: str | None = None
     requires_cuda: bool = False
     representative: bool = False
-    edits: tuple[dict, ...] = field(default_factory=tuple)
+    edits: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
 
     @property
     def touched_modules(self) -> set[str]:
@@ -71,62 +65,20 @@ def load_entries(kind: str) -> list[CorpusEntry]:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
     entries = []
     for folder in sorted((CORPUS_DIR / kind).iterdir()):
-        expect_file = folder / "expect.toml"
-        with expect_file.open("rb") as fh:
-            data = tomllib.load(fh)
-        unknown = set(data) - {"description", "lose", "feedback", "runner_feedback", "requires_cuda", "representative", "edit"}
-        if unknown or "description" not in data:
-            raise ValueError(f"{expect_file}: unknown keys {sorted(unknown)} or no description")
+        variant = read_variant(folder / "expect.toml", name=folder.name, extra_keys=CORPUS_KEYS)
+        extra = variant.extra
         entries.append(
             CorpusEntry(
-                kind=kind, name=folder.name, folder=folder, description=data["description"],
-                lose=tuple(data.get("lose", ())), feedback=data.get("feedback"), runner_feedback=data.get("runner_feedback"),
-                requires_cuda=bool(data.get("requires_cuda", False)),
-                representative=bool(data.get("representative", False)), edits=tuple(data.get("edit", ())),
+                kind=kind, name=folder.name, folder=folder, description=variant.description,
+                lose=tuple(extra.get("lose", ())), feedback=extra.get("feedback"),
+                runner_feedback=extra.get("runner_feedback"), requires_cuda=bool(extra.get("requires_cuda", False)),
+                representative=bool(extra.get("representative", False)), edits=variant.edits,
             )
         )
     return entries
 
 
-def _replace_block(text: str, index: int, body: str, where: str) -> str:
-    """Replace the body of the ``index``-th SOLUTION block of ``text`` by ``body`` (re-indented)."""
-    lines = text.splitlines(keepends=True)
-    begins = [i for i, line in enumerate(lines) if line.strip() == BEGIN_MARKER]
-    if index >= len(begins):
-        raise ValueError(f"{where}: block {index} does not exist (the file has {len(begins)} SOLUTION blocks)")
-    start = begins[index]
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].strip() == END_MARKER)
-    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
-    new_body = textwrap.indent(textwrap.dedent(body).strip("\n") + "\n", indent)
-    return "".join(lines[: start + 1]) + new_body + "".join(lines[end:])
-
-
-def apply_edit(text: str, edit: dict, where: str) -> str:
-    """Apply one ``[[edit]]`` of an expect.toml to a file's text.
-
-    Raises:
-        ValueError: the edit is malformed, its ``old`` text does not occur exactly once,
-            or its block does not exist.
-    """
-    if "new" not in edit or ("old" in edit) == ("block" in edit):
-        raise ValueError(f"{where}: an edit needs `new` and exactly one of `old` / `block`, got keys {sorted(edit)}")
-    if "block" in edit:
-        return _replace_block(text, int(edit["block"]), edit["new"], where)
-    count = text.count(edit["old"])
-    if count != 1:
-        raise ValueError(f"{where}: `old` text occurs {count} times in {edit['file']} (expected once): {edit['old']!r}")
-    return text.replace(edit["old"], edit["new"])
-
-
 def build_submission(entry: CorpusEntry, dest: Path) -> Path:
     """Write the entry's submission (reference + overlaid files + edits) to ``dest``; return it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for module in STUDENT_MODULES:
-        shutil.copy(REFERENCE_DIR / f"{module}.py", dest / f"{module}.py")
-    for overlay in entry.folder.glob("*.py"):
-        shutil.copy(overlay, dest / overlay.name)
-    for number, edit in enumerate(entry.edits):
-        target = dest / edit["file"]
-        where = f"{entry.kind}/{entry.name} edit #{number + 1}"
-        target.write_text(apply_edit(target.read_text(), edit, where))
-    return dest
+    return build_variant(REFERENCE_DIR, dest, entry.edits, overlays=sorted(entry.folder.glob("*.py")),
+                         where=f"{entry.kind}/{entry.name}")
