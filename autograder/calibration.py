@@ -24,14 +24,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autograder.calibration_report import REFERENCE, DEFAULT_MIN_MARGIN, RunRow, Verdict, choose_threshold, plot_calibration, summary_table
+from autograder.calibration_report import (
+    DEFAULT_MIN_MARGIN, REFERENCE, RunRow, Verdict, choose_threshold, plot_calibration, summary_table,
+)
 from autograder.calibration_worker import RESULT_PREFIX
 from autograder.overfit_profile import DEVICE_CLASSES, PROFILES_DIR, OverfitProfile, load_profile, write_profile
 from autograder.variants import build_variant, calibration_variants
@@ -73,7 +75,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p = subparsers.add_parser("calibrate-overfit", help="measure the overfit test's pass mark here and write a profile",
                               description="Train the reference (N seeds) and the broken variants on the overfit data, "
                               "choose the pass mark between them, write the profile, a plot and a per-run log.")
-    p.add_argument("--data", default=SYNTHETIC, help="overfit subset folder, or 'synthetic' (the base profile's images; default)")
+    p.add_argument("--data", default=SYNTHETIC,
+                   help="overfit subset folder, or 'synthetic' (the base profile's images; default)")
     p.add_argument("--device", choices=DEVICE_CLASSES, required=True, help="device class to calibrate (and run) on")
     p.add_argument("--seeds", type=int, default=20, help="reference runs, seeds 0..N-1 (default %(default)s)")
     p.add_argument("--variants", default="all", help="broken variants: 'all' (default), 'none' or comma-separated names")
@@ -82,7 +85,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    help=f"runs in parallel, one process each (default 1 on cpu, {DEFAULT_CUDA_JOBS} on cuda)")
     p.add_argument("--out", type=Path, default=None, help="profile file to write (default ./overfit_profile_<device>.toml)")
     p.add_argument("--plot", type=Path, default=None, help="PNG of the scores (default: --out with .png)")
-    p.add_argument("--base", type=Path, default=None, help=f"profile whose schedule is calibrated (default {PROFILES_DIR}/<device>.toml)")
+    p.add_argument("--base", type=Path, default=None,
+                   help=f"profile whose schedule is calibrated (default {PROFILES_DIR}/<device>.toml)")
     p.add_argument("--min-margin", type=float, default=DEFAULT_MIN_MARGIN, help="margin asked on both sides of the pass mark")
     p.add_argument("--reference", type=Path, default=None, help="reference faster_rcnn folder (default: the course's)")
     schedule = p.add_argument_group("schedule (default: the base profile's)")
@@ -153,13 +157,17 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"rcnn-kit calibrate-overfit: error: {exc}", file=sys.stderr)
         return 2
-    profile, verdict, rows = calibrate(settings)
+    try:
+        _, verdict, rows = calibrate(settings)
+    except (ValueError, FileNotFoundError) as exc:  # unusable data, or a variant whose edit no longer applies
+        print(f"rcnn-kit calibrate-overfit: error: {exc}", file=sys.stderr)
+        return 2
     print(summary_table(rows, verdict))
     print(f"wrote {settings.out}, {settings.plot} and {settings.runs_log}")
     return 0 if verdict.calibrated else 1
 
 
-def calibrate(settings: Settings, log: Any = print) -> tuple[OverfitProfile, Verdict, list[RunRow]]:
+def calibrate(settings: Settings, log: Callable[[str], None] = print) -> tuple[OverfitProfile, Verdict, list[RunRow]]:
     """Run the calibration and write the profile, the plot and the per-run log.
 
     Returns:
@@ -184,11 +192,7 @@ def calibrate(settings: Settings, log: Any = print) -> tuple[OverfitProfile, Ver
         settings.runs_log.parent.mkdir(parents=True, exist_ok=True)
         settings.runs_log.write_text("")
         rows = _run_all(jobs, settings, profile, log)
-    reference = [r.map_50 for r in rows if r.variant == REFERENCE]
-    broken: dict[str, list[float]] = {}
-    for row in rows:
-        if row.variant != REFERENCE:
-            broken.setdefault(row.variant, []).append(row.map_50)
+    reference, broken = scores_by_variant(rows)
     verdict = choose_threshold(reference, broken, settings.min_margin)
     profile = profile.replace(pass_map=verdict.pass_map, calibrated=verdict.calibrated,
                               provenance=provenance(settings, rows, verdict, time.monotonic() - start))
@@ -197,6 +201,15 @@ def calibrate(settings: Settings, log: Any = print) -> tuple[OverfitProfile, Ver
              f"{profile.iterations} iterations, {len(reference)} reference seeds")
     plot_calibration(rows, verdict, settings.plot, title)
     return profile, verdict, rows
+
+
+def scores_by_variant(rows: list[RunRow]) -> tuple[list[float], dict[str, list[float]]]:
+    """(the reference's mAP per run, each broken variant's mAP per run), in the rows' order."""
+    broken: dict[str, list[float]] = {}
+    for row in rows:
+        if row.variant != REFERENCE:
+            broken.setdefault(row.variant, []).append(row.map_50)
+    return [r.map_50 for r in rows if r.variant == REFERENCE], broken
 
 
 def _load_data(settings: Settings, work: Path) -> tuple[TrainingSet, str]:
@@ -214,25 +227,28 @@ def _jobs(settings: Settings, work: Path, data: TrainingSet, run_profile: Path) 
         packages[variant.name] = build_variant(settings.reference_dir, work / "variants" / variant.name, variant.edits,
                                                where=f"calibration variant {variant.name}")
     plan = [(REFERENCE, s) for s in settings.seeds] + [(v, s) for v in settings.variants for s in settings.variant_seeds]
-    return [{"variant": name, "seed": seed, "package": str(packages[name]), "module_name": f"calib_{name}",
-             "profile": str(run_profile), "data": str(data.folder), "image_size": data.image_size, "job_file": str(work / f"job_{i}.json")}
-            for i, (name, seed) in enumerate(plan)]
+    return [
+        {"variant": name, "seed": seed, "package": str(packages[name]), "module_name": f"calib_{name}",
+         "profile": str(run_profile), "data": str(data.folder), "image_size": data.image_size,
+         "job_file": str(work / f"job_{index}.json")}
+        for index, (name, seed) in enumerate(plan)
+    ]
 
 
-def _run_all(jobs: list[dict[str, Any]], settings: Settings, profile: OverfitProfile, log: Any) -> list[RunRow]:
+def _run_all(
+    jobs: list[dict[str, Any]], settings: Settings, profile: OverfitProfile, log: Callable[[str], None]
+) -> list[RunRow]:
     """Run the jobs, ``settings.jobs`` processes at a time; log and append each row as it finishes."""
     timeout_s = RUN_TIMEOUT_FACTOR * profile.timeout_s
     env = worker_env(settings.device, profile.threads)
     rows: list[RunRow] = []
-    lock = threading.Lock()
-    with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
+    with ThreadPoolExecutor(max_workers=settings.jobs) as pool:  # each thread waits on one worker process
         futures = [pool.submit(run_worker, job, env, timeout_s) for job in jobs]
-        for future in as_completed(futures):
+        for future in as_completed(futures):  # rows are logged here, in the main thread only
             row = future.result()
-            with lock:
-                rows.append(row)
-                with settings.runs_log.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(asdict(row)) + "\n")
+            rows.append(row)
+            with settings.runs_log.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(asdict(row)) + "\n")
             log(f"{row.variant:22s} seed {row.seed:3d}  mAP@0.5 {row.map_50:.3f}  recall {row.recall_50:.2f}  "
                 f"loss {row.loss_start:.3f} -> {row.loss_end:.3f}  dets {row.detections:4d}  run {row.run_s:6.1f} s  "
                 f"process {row.process_s:6.1f} s  ({len(rows)}/{len(jobs)})" + (f"  [{row.error}]" if row.error else ""))
@@ -299,12 +315,8 @@ def provenance(settings: Settings, rows: list[RunRow], verdict: Verdict, wall_s:
     import torch
     import torchvision
 
-    reference = [r for r in rows if r.variant == REFERENCE]
+    reference, broken = scores_by_variant(rows)
     run_times = [r.run_s for r in rows if r.error is None] or [float("nan")]
-    broken_maps: dict[str, list[float]] = {}
-    for row in rows:
-        if row.variant != REFERENCE:
-            broken_maps.setdefault(row.variant, []).append(round(row.map_50, 4))
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": settings.command,
@@ -315,9 +327,9 @@ def provenance(settings: Settings, rows: list[RunRow], verdict: Verdict, wall_s:
         "data": settings.data,
         "jobs": settings.jobs,
         "reference_seeds": list(settings.seeds),
-        "reference_maps": [round(r.map_50, 4) for r in reference],
+        "reference_maps": [round(m, 4) for m in reference],
         "reference_worst_map": round(verdict.worst_reference, 4),
-        "reference_passed": sum(r.map_50 >= verdict.pass_map for r in reference),
+        "reference_passed": sum(m >= verdict.pass_map for m in reference),
         "variant_seeds": list(settings.variant_seeds),
         "min_margin": settings.min_margin,
         "margin": round(verdict.margin, 4),
@@ -330,5 +342,5 @@ def provenance(settings: Settings, rows: list[RunRow], verdict: Verdict, wall_s:
         "cpu_seconds_per_run_median": round(statistics.median([r.cpu_s for r in rows]), 2) if rows else float("nan"),
         "wall_seconds_total": round(wall_s, 1),
         "broken_best": {name: round(best, 4) for name, best in verdict.best_broken.items()},
-        "broken_maps": broken_maps,
+        "broken_maps": {name: [round(m, 4) for m in maps] for name, maps in broken.items()},
     }

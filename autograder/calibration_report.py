@@ -143,7 +143,8 @@ def summary_table(rows: Sequence[RunRow], verdict: Verdict) -> str:
         median = f"{statistics.median(times):.1f}" if times else "-"
         errors = sum(r.error is not None for r in runs)
         passes = sum(m >= verdict.pass_map for m in maps)
-        lines.append(f"| {name} | {len(runs)} | {min(maps):.3f} | {max(maps):.3f} | {passes}/{len(runs)} | {median} | {errors} |")
+        lines.append(f"| {name} | {len(runs)} | {min(maps):.3f} | {max(maps):.3f} | {passes}/{len(runs)} | {median} "
+                     f"| {errors} |")
     if verdict.calibrated:
         lines.append(
             f"\nPass mark {verdict.pass_map:g}: worst reference run {verdict.worst_reference:.3f}, best caught broken run "

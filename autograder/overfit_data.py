@@ -215,7 +215,8 @@ def load_training_set(
     if spec.kind != "subset":
         problem = f"the profile {profile.source} was calibrated on synthetic images, not on {data.describe()}"
     elif data.sha256 != spec.sha256:
-        problem = f"{data.describe()} is not the subset the profile {profile.source} was calibrated on (sha256 {spec.sha256[:12]})"
+        problem = (f"{data.describe()} is not the subset the profile {profile.source} was calibrated on "
+                   f"(sha256 {spec.sha256[:12]})")
     else:
         problem = ""
     if problem and not choice.force:

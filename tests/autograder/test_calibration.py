@@ -113,8 +113,9 @@ def test_settings_default_to_the_shipped_profile_and_files_beside_out(tmp_path: 
 
 
 def test_a_worker_that_cannot_run_gives_an_error_row(tmp_path: Path) -> None:
-    job = {"variant": REFERENCE, "seed": 0, "package": str(tmp_path), "module_name": "x", "profile": str(tmp_path / "no.toml"),
-           "data": str(tmp_path), "image_size": 64, "job_file": str(tmp_path / "job.json")}
+    job = {"variant": REFERENCE, "seed": 0, "package": str(tmp_path), "module_name": "x",
+           "profile": str(tmp_path / "no.toml"), "data": str(tmp_path), "image_size": 64,
+           "job_file": str(tmp_path / "job.json")}
     row = calibration.run_worker(job, calibration.worker_env("cpu", 1), timeout_s=300)
     assert row.map_50 == 0.0 and row.error is not None and "no.toml" in row.error and row.process_s > 0
 
