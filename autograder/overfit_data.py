@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from autograder.overfit_profile import OverfitChoice, OverfitData, OverfitProfile, ProfileRefused, FORCE_FLAG
+from autograder.overfit_profile import FORCE_FLAG, OverfitChoice, OverfitData, OverfitProfile, ProfileRefused
 from rcnn_kit.data import VOCJsonDataset, make_synthetic_voc, read_class_names
 
 #: Files of a data folder besides its images.
