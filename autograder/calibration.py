@@ -10,6 +10,8 @@ and written with the schedule, the data's identity and the provenance to a profi
 a plot shows every run against the pass mark. See docs/OVERFIT_CALIBRATION.md.
 
 Exit status: 0 calibrated, 1 written but not calibrated (the reason is printed), 2 bad arguments.
+``python -m autograder.calibration ARGS`` runs the same command without the rest of the CLI
+(e.g. on a GPU machine where the kit is not installed).
 """
 
 from __future__ import annotations
@@ -147,7 +149,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def _command_line() -> str:
     """This command as typed (``rcnn-kit calibrate-overfit ...``), for the provenance."""
     argv = sys.argv
-    tail = argv[argv.index("calibrate-overfit") + 1:] if "calibrate-overfit" in argv else []
+    if "calibrate-overfit" in argv:
+        tail = argv[argv.index("calibrate-overfit") + 1:]
+    else:  # python -m autograder.calibration ARGS
+        tail = argv[1:] if argv and argv[0].endswith("calibration.py") else []
     return shlex.join(["rcnn-kit", "calibrate-overfit", *tail])
 
 
@@ -344,3 +349,15 @@ def provenance(settings: Settings, rows: list[RunRow], verdict: Verdict, wall_s:
         "broken_best": {name: round(best, 4) for name, best in verdict.best_broken.items()},
         "broken_maps": {name: [round(m, 4) for m in maps] for name, maps in broken.items()},
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m autograder.calibration ARGS`` is ``rcnn-kit calibrate-overfit ARGS`` (no other command loaded)."""
+    parser = argparse.ArgumentParser(prog="python -m autograder.calibration")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["calibrate-overfit", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -102,6 +102,11 @@ def test_bad_arguments_are_refused(argv: list[str], message: str) -> None:
         calibration.settings_from_args(_args("--device", "cpu", *argv))
 
 
+def test_module_entry_point_takes_the_command_s_flags(capsys: pytest.CaptureFixture) -> None:
+    assert calibration.main(["--device", "cpu", "--seeds", "0"]) == 2
+    assert "--seeds: expected at least 1" in capsys.readouterr().err
+
+
 def test_settings_default_to_the_shipped_profile_and_files_beside_out(tmp_path: Path) -> None:
     settings = calibration.settings_from_args(_args("--device", "cpu", "--out", str(tmp_path / "p.toml"),
                                                     "--num-images", "2", "--variants", "empty_inference"))
