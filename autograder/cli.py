@@ -1,4 +1,4 @@
-"""``rcnn-kit grade``, ``rcnn-kit grade-all`` and ``rcnn-kit autograder-zip``.
+"""``rcnn-kit grade``, ``rcnn-kit grade-all``, ``rcnn-kit autograder-zip`` and ``rcnn-kit calibrate-overfit``.
 
 Registered through the ``rcnn_kit.commands`` entry-point group (see pyproject.toml).
 """
@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autograder import calibration
+from autograder.overfit_profile import add_grading_flags, choice_from_args, grading_argv
 from autograder.runner import DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, load_rubric
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     similarity.add_argument("--out", type=Path, default=Path("similarity"), help="folder for similarity.csv and similarity.html (default ./similarity)")
     similarity.add_argument("--threshold", type=float, default=None, help="list pairs whose score is at least this, in [0, 1] (default 0.5)")
     similarity.set_defaults(func=_cmd_similarity)
+    calibration.register(subparsers)
 
 
 def _common_grading_flags(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +91,7 @@ def _common_grading_flags(parser: argparse.ArgumentParser) -> None:
                        help="refuse to grade when bubblewrap cannot isolate student code (instead of the weaker fallback)")
     extra.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
                        help="wall clock for one submission, results.json included (default: the rubric's [grading] deadline_s)")
+    add_grading_flags(extra)
 
 
 def _grading_argv(args: argparse.Namespace) -> list[str]:
@@ -107,7 +111,7 @@ def _grading_argv(args: argparse.Namespace) -> list[str]:
         argv.append("--require-isolation")
     if args.deadline is not None:
         argv += ["--deadline", str(args.deadline)]
-    return argv
+    return argv + grading_argv(args)
 
 
 def _grade_options(args: argparse.Namespace) -> "GradeOptions":
@@ -120,6 +124,7 @@ def _grade_options(args: argparse.Namespace) -> "GradeOptions":
         checks_dir=args.checks, rubric=args.rubric, unprivileged=args.unprivileged, keyword=args.keyword,
         require_isolation=args.require_isolation, deadline_s=args.deadline, artifacts_dir=args.artifacts_dir,
         explain=args.explain,
+        overfit=choice_from_args(args),
     )
     if args.reference is not None:
         options.reference_dir = args.reference

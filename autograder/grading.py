@@ -20,6 +20,7 @@ from typing import Any
 from autograder import isolation
 from rcnn_kit.course import REFERENCE_DIR, rmtree
 from autograder.explain import records_of, write_explain
+from autograder.overfit_profile import OverfitChoice
 from autograder.results import build_results, write_artifacts, write_results
 from autograder.runner import (
     AUTOGRADER_DIR, DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, NOT_RUN_TEXT, GradeSettings, load_deadline, load_rubric, run_checks,
@@ -62,6 +63,7 @@ class GradeOptions:
     deadline_s: float | None = None  # default: the rubric's [grading] deadline_s
     artifacts_dir: Path | None = None  # default: artifacts/ beside results.json
     explain: bool = False  # also write explain.md + explain_tensors.pt beside results.json (instructor only)
+    overfit: OverfitChoice = field(default_factory=OverfitChoice)  # --overfit-profile/-data/--force-overfit-profile
 
 
 def resolve_device(device: str) -> str:
@@ -167,6 +169,7 @@ def grade(options: GradeOptions) -> tuple[dict[str, Any], int]:
             reference_dir=options.reference_dir, checks_dir=options.checks_dir, rubric_path=options.rubric,
             device=device, skip_overfit=options.skip_overfit, limits=options.limits, identity=identity,
             keyword=options.keyword, confinement=confinement, deadline=start + deadline_s - RESULTS_MARGIN_S,
+            overfit=options.overfit,
         )
         children = scratch / "children"
         children.mkdir()

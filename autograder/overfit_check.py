@@ -1,16 +1,16 @@
-"""The overfit smoke test, trusted side: profiles, training data, scoring and feedback.
+"""The overfit smoke test, trusted side: validation and scoring of the child's run.
 
 The student's whole detector (their six modules, no reference code) trains on a few
-synthetic training images inside the sandboxed child (:func:`probes_overfit.overfit_train`)
+training images inside the sandboxed child (:func:`probes_overfit.overfit_train`)
 and returns its per-iteration losses and its raw detections on those same images. The
 grader holds the ground truth; it validates the child's numbers, computes mAP@0.5 itself
 (:func:`rcnn_kit.engine.mean_average_precision`) and passes the submission when the
 training-set mAP reaches the profile's calibrated threshold. A falling loss alone never
 passes: a loss can fall while inference is broken.
 
-Two profiles: :data:`CPU_PROFILE` (a 2-core machine, e.g. Gradescope's default) and
-:data:`GPU_PROFILE` (one CUDA device). Their thresholds and the measurements behind them
-are in docs/OVERFIT_CALIBRATION.md (``benchmarks/calibrate_overfit.py`` re-measures them).
+The profile (images, schedule, pass mark) is a file read by :mod:`autograder.overfit_profile`;
+the images come from :mod:`autograder.overfit_data`; ``rcnn-kit calibrate-overfit``
+(:mod:`autograder.calibration`) measures the pass mark (docs/OVERFIT_CALIBRATION.md).
 
 The feedback pictures (:mod:`autograder.overfit_feedback`) are drawn in the grader from the
 validated numbers: nothing the child writes is read back.
@@ -18,19 +18,18 @@ validated numbers: nothing the child writes is read back.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from rcnn_kit.data import SYNTHETIC_CLASSES, VOCJsonDataset, make_synthetic_voc
+from autograder.overfit_data import TrainingSet
+from autograder.overfit_profile import OverfitProfile
 from rcnn_kit.engine import ImagePrediction, mean_average_precision
 from rcnn_kit.engine.evaluate import split_gt
 
@@ -51,219 +50,11 @@ LOSS_WINDOW = 10
 LOSS_FELL_RATIO = 0.5
 
 
-@dataclass(frozen=True)
-class OverfitProfile:
-    """Everything one overfit run depends on (data, schedule, evaluation, pass mark).
-
-    Attributes:
-        name: ``"cpu"`` or ``"gpu"``, shown in feedback.
-        device: ``"cpu"`` or ``"cuda"``: where the profile is meant to run.
-        num_images: synthetic training images.
-        image_size: their side S in pixels (multiple of 32).
-        data_seed: seed of :func:`rcnn_kit.data.make_synthetic_voc`.
-        max_objects: most shapes per image (at least 1).
-        batch_size: images per SGD step.
-        iterations: SGD steps.
-        lr: base learning rate after warm-up (0.01 converges from random init; 0.02 diverged).
-        warmup_iters: linear warm-up iterations.
-        grad_clip_norm: global gradient-norm clip.
-        threads: torch intra-op threads in the child (0 keeps the sandbox's setting).
-        post_nms_topk: proposals the RPN keeps per level and image (the ``rpn.RPN`` argument);
-            None keeps the RPN's default (100). Few proposals make the detections depend on
-            the RPN having learned: with many, the second stage finds the objects among
-            untrained anchors alone.
-        score_thresh: inference score threshold for the evaluation.
-        nms_thresh: inference class-specific NMS threshold.
-        pass_map: the submission passes when training-set mAP@0.5 >= this.
-        timeout_s: wall-clock target for one run of the reference on the profile's machine
-            (the issue's budget); the hard limit is the rubric entry's ``timeout_s``, which
-            must be at least this (tested), so slower but correct student code still finishes.
-        seed: seed of the weight init, sampling and data order.
-        calibrated: whether ``pass_map`` was measured on this kind of device (see
-            docs/OVERFIT_CALIBRATION.md).
-    """
-
-    name: str
-    device: str
-    num_images: int
-    image_size: int
-    data_seed: int
-    max_objects: int
-    batch_size: int
-    iterations: int
-    lr: float
-    warmup_iters: int
-    grad_clip_norm: float
-    threads: int
-    post_nms_topk: int | None
-    score_thresh: float
-    nms_thresh: float
-    pass_map: float
-    timeout_s: float
-    seed: int
-    calibrated: bool
-
-    def __post_init__(self) -> None:
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
-        for name in ("num_images", "batch_size", "iterations", "max_objects"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if self.image_size % 32 != 0 or self.image_size < 64:
-            raise ValueError(f"image_size: expected a multiple of 32 and >= 64, got {self.image_size!r}")
-        if not 0.0 < self.pass_map <= 1.0:
-            raise ValueError(f"pass_map: expected a value in (0, 1], got {self.pass_map!r}")
-        if not 0.0 <= self.score_thresh < 1.0 or not 0.0 < self.nms_thresh <= 1.0:
-            raise ValueError(f"score_thresh, nms_thresh: out of range, got {self.score_thresh!r}, {self.nms_thresh!r}")
-
-    def probe_params(self, num_classes: int) -> dict[str, Any]:
-        """Keyword arguments of :func:`probes_overfit.overfit_train` (JSON-able)."""
-        return {
-            "num_classes": num_classes,
-            "iterations": self.iterations,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "warmup_iters": self.warmup_iters,
-            "grad_clip_norm": self.grad_clip_norm,
-            "seed": self.seed,
-            "score_thresh": self.score_thresh,
-            "nms_thresh": self.nms_thresh,
-            "threads": self.threads,
-            "post_nms_topk": self.post_nms_topk,
-            "device": "auto",
-        }
-
-    def with_seed(self, seed: int) -> OverfitProfile:
-        """A copy with another training seed (the calibration runs many)."""
-        return dataclasses.replace(self, seed=seed)
-
-
-#: The CPU profile: 2 cores, as on Gradescope's default machine and this kit's CI. About 40 s
-#: of CPU time per run (one thread). Data seed 1 at 192 px: the first whose objects every one
-#: reach an anchor at the RPN's foreground IoU (tested); 20 proposals per level so that a dead
-#: RPN cannot pass. Threshold: docs/OVERFIT_CALIBRATION.md.
-CPU_PROFILE = OverfitProfile(
-    name="cpu",
-    device="cpu",
-    num_images=4,
-    image_size=192,
-    data_seed=1,
-    max_objects=3,
-    batch_size=4,
-    iterations=160,
-    lr=0.01,
-    warmup_iters=40,
-    grad_clip_norm=10.0,
-    threads=1,
-    post_nms_topk=20,
-    score_thresh=0.05,
-    nms_thresh=0.5,
-    pass_map=0.6,
-    timeout_s=300.0,
-    seed=0,
-    calibrated=True,
-)
-
-#: The GPU profile: one CUDA device. NOT yet calibrated on a GPU: ``pass_map`` is a placeholder
-#: until ``benchmarks/calibrate_overfit.py --profile gpu`` has run on one (docs/OVERFIT_CALIBRATION.md).
-#: Data seed 2 at 192 px: the 16-image set with the most anchor-reachable objects (30 of 36).
-GPU_PROFILE = OverfitProfile(
-    name="gpu",
-    device="cuda",
-    num_images=16,
-    image_size=192,
-    data_seed=2,
-    max_objects=3,
-    batch_size=16,
-    iterations=300,
-    lr=0.01,
-    warmup_iters=50,
-    grad_clip_norm=10.0,
-    threads=0,
-    post_nms_topk=20,
-    score_thresh=0.05,
-    nms_thresh=0.5,
-    pass_map=0.6,
-    timeout_s=60.0,
-    seed=0,
-    calibrated=False,
-)
-
-PROFILES: dict[str, OverfitProfile] = {"cpu": CPU_PROFILE, "cuda": GPU_PROFILE}
-
-
-def select_profile(device: str = "auto") -> OverfitProfile:
-    """The profile for ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when visible).
-
-    A profile whose threshold was never calibrated is not used for grading: until
-    ``GPU_PROFILE.calibrated`` is True, ``"cuda"`` gets the CPU profile (same images, schedule and
-    calibrated threshold; it simply runs faster on the GPU).
-
-    Raises:
-        ValueError: unknown ``device``.
-    """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in PROFILES:
-        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
-    profile = PROFILES[device]
-    return profile if profile.calibrated else PROFILES["cpu"]
-
-
 class OverfitOutputError(ValueError):
     """The child's output is malformed (missing keys, wrong shapes, non-finite values).
 
     The message is safe to show the student: it names the offending entry, never hidden data.
     """
-
-
-@dataclass
-class TrainingSet:
-    """The grader's copy of the training images and their ground truth.
-
-    Attributes:
-        images: Tensor[N, 3, S, S] float32, ImageNet-normalised.
-        gt_boxes: Tensor[N, G, 5] rows (x1, y1, x2, y2, class), XYXY pixels, padding rows all -1.
-        class_names: names of classes ``0..C-1``.
-    """
-
-    images: Tensor
-    gt_boxes: Tensor
-    class_names: tuple[str, ...]
-
-    @property
-    def num_images(self) -> int:
-        return self.images.shape[0]
-
-    def probe_inputs(self) -> dict[str, Tensor]:
-        """Inputs of :func:`probes_overfit.overfit_train` (copies: the grader's tensors stay untouched)."""
-        return {"images": self.images.clone(), "gt_boxes": self.gt_boxes.clone()}
-
-
-def make_training_set(profile: OverfitProfile, root: str | Path) -> TrainingSet:
-    """Write the profile's synthetic images under ``root`` and load them as tensors.
-
-    Args:
-        profile: gives the number, size and seed of the images.
-        root: an empty or new folder (the VOC-layout files are written there).
-
-    Returns:
-        The stacked training set (every image is a training image: no val split).
-    """
-    folder = make_synthetic_voc(
-        root,
-        num_images=profile.num_images,
-        image_size=profile.image_size,
-        seed=profile.data_seed,
-        max_objects=profile.max_objects,
-        val_fraction=0.0,
-    )
-    dataset = VOCJsonDataset(folder / "train.json", image_size=profile.image_size, class_names=SYNTHETIC_CLASSES)
-    items = [dataset[i] for i in range(len(dataset))]
-    images = torch.stack([image for _, image, _ in items])  # N x (3, S, S) -> (N, 3, S, S)
-    gt_boxes = torch.stack([gt for _, _, gt in items])  # N x (G, 5) -> (N, G, 5)
-    return TrainingSet(images, gt_boxes, SYNTHETIC_CLASSES)
 
 
 @dataclass
@@ -361,6 +152,7 @@ class OverfitReport:
         per_class_ap: AP@0.5 per class name (None: no GT of that class).
         recall_50: share of GT boxes matched one-to-one at IoU 0.5 (informational).
         num_detections: detections over all training images.
+        num_images: training images.
         loss_start: mean total loss over the first :data:`LOSS_WINDOW` iterations.
         loss_end: mean total loss over the last :data:`LOSS_WINDOW` iterations.
         wall_time_s: wall time of the whole probe call, measured by the grader.
@@ -373,6 +165,7 @@ class OverfitReport:
     per_class_ap: dict[str, float | None]
     recall_50: float
     num_detections: int
+    num_images: int
     loss_start: float
     loss_end: float
     wall_time_s: float
@@ -384,7 +177,7 @@ class OverfitReport:
         verdict = "passed" if self.passed else "failed"
         text = (
             f"overfit test {verdict}: training-set mAP@0.5 {self.map_50:.3f} (needs >= {self.profile.pass_map:.2f}) "
-            f"after {self.profile.iterations} iterations on {self.profile.num_images} images "
+            f"after {self.profile.iterations} iterations on {self.num_images} images "
             f"({self.profile.name} profile, {self.wall_time_s:.0f} s); total loss {self.loss_start:.3f} -> {self.loss_end:.3f}"
         )
         return f"{text}. {self.hint}" if self.hint else text
@@ -426,7 +219,7 @@ def score_run(run: OverfitRun, data: TrainingSet, profile: OverfitProfile, wall_
     for index, (boxes, classes, scores) in enumerate(run.detections):
         gt_boxes, gt_classes = split_gt(data.gt_boxes[index])
         predictions.append(ImagePrediction(index, boxes, classes, scores, gt_boxes, gt_classes))
-    summary = mean_average_precision(predictions, data.class_names)
+    summary = mean_average_precision(predictions, data.class_names, method=profile.metric)
     map_50 = float(summary["map_50"])  # type: ignore[arg-type]
     total = run.history[TOTAL_LOSS]
     loss_start = sum(total[:LOSS_WINDOW]) / len(total[:LOSS_WINDOW])
@@ -439,6 +232,7 @@ def score_run(run: OverfitRun, data: TrainingSet, profile: OverfitProfile, wall_
         per_class_ap=dict(summary["per_class_ap_50"]),  # type: ignore[arg-type]
         recall_50=math.nan if summary["recall_50"] is None else summary["recall_50"],
         num_detections=num_detections,
+        num_images=data.num_images,
         loss_start=loss_start,
         loss_end=loss_end,
         wall_time_s=wall_time_s,

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autograder.overfit_check import OverfitReport, OverfitRun, TrainingSet
+from autograder.overfit_check import OverfitReport, OverfitRun
+from autograder.overfit_data import TrainingSet
 from rcnn_kit.engine import plot_loss_history
 from rcnn_kit.visualize import save_detections
 
@@ -127,7 +128,7 @@ def feedback_markdown(report: OverfitReport, pictures: Mapping[str, Path]) -> st
     lines = [report.summary(), ""]
     per_class = ", ".join(f"{name} {'n/a' if ap is None else f'{ap:.2f}'}" for name, ap in report.per_class_ap.items())
     lines.append(f"Per-class AP@0.5: {per_class}. Recall at IoU 0.5: {report.recall_50:.2f}; "
-                 f"{report.num_detections} detections on {report.profile.num_images} training images.")
+                 f"{report.num_detections} detections on {report.num_images} training images.")
     captions = {LOSS_PICTURE: "Training losses", DETECTIONS_PICTURE: "Detections on training image 0 (white: ground truth)"}
     for name, path in pictures.items():
         uri = image_data_uri(thumbnail(path))

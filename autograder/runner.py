@@ -40,6 +40,7 @@ except ModuleNotFoundError:  # Python 3.10 (e.g. Ubuntu 22.04 Gradescope images)
 
 from autograder.explain import ExplainRecord, record_failure
 from autograder.isolation import Confinement, Identity
+from autograder.overfit_profile import OverfitChoice
 from autograder.scoring import EDGE_MARK, NOT_IMPLEMENTED, CaseTally, group_fraction
 from rcnn_kit.course import RUBRIC_KINDS, rmtree
 from autograder.sandbox import Group, SandboxClient, SandboxInfraError, SandboxLimits, StudentError
@@ -181,6 +182,7 @@ class GradeSettings:
     keyword: str | None = None  # pytest -k expression (reduced runs in the kit's tests)
     confinement: Confinement | None = None  # default: isolation.choose_confinement(identity)
     deadline: float | None = None  # time.monotonic() by which every child must be gone (None: no deadline)
+    overfit: OverfitChoice = OverfitChoice()  # which overfit profile and data (autograder/overfit_profile.py)
 
 
 class GraderPlugin:
@@ -296,6 +298,8 @@ class GraderPlugin:
         for name, value in item.user_properties:  # set by checks through pytest's record_property
             if name == "feedback_md" and isinstance(value, str):
                 result.feedback_md.append(value)
+            elif name == "instructor_note" and isinstance(value, str):  # e.g. which overfit profile graded
+                result.instructor_notes.append(value)
             elif name == "artifact" and isinstance(value, tuple) and len(value) == 2:
                 file_name, data = value
                 if isinstance(file_name, str) and isinstance(data, bytes):

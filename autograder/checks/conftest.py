@@ -1,4 +1,4 @@
-"""Fixtures of the hidden checks: ``student``, ``ref`` and ``grade_device``.
+"""Fixtures of the hidden checks: ``student``, ``ref``, ``grade_device`` and ``overfit_choice``.
 
 Under ``rcnn-kit grade`` the runner registers :class:`autograder.runner.GraderPlugin`,
 which owns the sandbox children and the outcome records; these fixtures only delegate to
@@ -17,6 +17,7 @@ import pytest
 
 from rcnn_kit.course import REFERENCE_DIR
 
+from autograder.overfit_profile import OverfitChoice
 from autograder.runner import PLUGIN_NAME, GradeSettings, GraderPlugin
 from autograder.sandbox import SandboxClient
 
@@ -73,3 +74,9 @@ def ref(request: pytest.FixtureRequest) -> ModuleType:
 def grade_device(request: pytest.FixtureRequest) -> str:
     """``"cpu"`` or ``"cuda"``: where the student's code runs in this grading run."""
     return _plugin(request).settings.device
+
+
+@pytest.fixture(scope="session")
+def overfit_choice(request: pytest.FixtureRequest) -> OverfitChoice:
+    """The instructor's overfit profile and data flags of this grading run."""
+    return _plugin(request).settings.overfit

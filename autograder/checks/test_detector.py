@@ -4,8 +4,9 @@ training losses (``frcnn_losses``) and inference (``frcnn_inference``).
 Isolation: the detector runs on a replay backbone (fixed features) and a replay RPN (fixed
 proposals and RPN losses), never the student's RPN. The head check loads the reference's
 weights into the student's ``roi_stem``/``cls_pred``/``box_pred`` by parameter name and
-checks ``_roi_features``; the loss and inference checks use the specified head modules with
-the same weights and the specified RoIAlign, so a head bug costs points only once. The
+checks ``_roi_features``; the loss and inference checks send a table of RoI features through
+the stem computed here with the reference's own code (:func:`reference_roi_table`) and use
+predictors with the same weights, so a head bug costs points only once. The
 sampler is :func:`autograder.sandboxed.probes.deterministic_sampler` on both sides (see :mod:`autograder.sandboxed.probes_detector`).
 """
 
@@ -22,6 +23,7 @@ from autograder.sandboxed import probes, probes_detector
 from autograder.compare import Fail, FailureDetails, assert_close, assert_equal_indices, assert_on_device
 from autograder.feedback import VariantHints
 from autograder.feedback.probing import call_explained, sampler_hints
+from autograder.sandboxed.probes import group
 from autograder.sandbox import SandboxClient
 
 #: Linear layers and RoIAlign over a few hundred float32 terms.
@@ -95,6 +97,26 @@ def scene(
             inputs[f"proposals.{level}.{image}"] = random_proposals(count, g, near=real)
     inputs["images"] = torch.randn(batch, 3, h, w, generator=g)
     return inputs
+
+
+def reference_roi_table(ref: Any, inputs: dict[str, Tensor], ctor: dict[str, Any]) -> dict[str, Tensor]:
+    """The RoI table of :func:`probes_detector.replay_roi_features`, made with the reference's own code.
+
+    Rows: every box the detector may RoIAlign, i.e. the proposals of each image and level
+    with the GT boxes mixed in (``mix_gt_with_proposals``), flattened level-major; features:
+    ``roi_stem(_roi_features(...))`` of the reference with the case's weights, Tensor[K, D].
+    """
+    feats = group(inputs, "feats")
+    batch = next(iter(feats.values())).shape[0]
+    proposals = {level: [inputs[f"proposals.{level}.{i}"] for i in range(batch)] for level in feats}
+    boxes, image_ids, level_ids = ref.detector.flatten_proposals(ref.detector.mix_gt_with_proposals(proposals, inputs["gt_boxes"]))
+    backbone = probes.Replay({}, out_channels=CHANNELS, fpn_strides=STRIDES)
+    model = ref.detector.FasterRCNN(backbone, probes.Replay({}), **ctor)
+    probes.load_weights(model, group(inputs, probes.WEIGHT_PREFIX.rstrip(".")), "reference FasterRCNN")
+    with torch.no_grad():
+        table = model.roi_stem(model._roi_features(feats, boxes, image_ids, level_ids))  # (K, D)
+    prefix = probes_detector.ROI_TABLE_PREFIX
+    return {f"{prefix}boxes": boxes, f"{prefix}image_ids": image_ids, f"{prefix}level_ids": level_ids, f"{prefix}feats": table}
 
 
 # ----------------------------------------------------------------------------------------
@@ -175,6 +197,7 @@ def loss_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
     inputs = scene(ref, spec["ctor"], spec["batch"], seed, spec["per_level"], spec["gt"])
     inputs["loss_rpn_obj"] = torch.tensor(0.6931)
     inputs["loss_rpn_box"] = torch.tensor(0.125)
+    inputs.update(reference_roi_table(ref, inputs, spec["ctor"]))
     return inputs, {"ctor_kwargs": spec["ctor"], "strides": STRIDES}
 
 
@@ -235,6 +258,7 @@ def inference_case(ref: Any, case: str) -> tuple[dict[str, Tensor], dict[str, An
     inputs = scene(ref, spec["ctor"], 1, seed, spec["per_level"], [3])
     for name in [n for n in inputs if n.startswith("w.box_pred")]:
         inputs[name] = inputs[name] * spec.get("weight_scale", 1.0)
+    inputs.update(reference_roi_table(ref, inputs, spec["ctor"]))
     params = {"ctor_kwargs": spec["ctor"], "strides": STRIDES, "score_thresh": spec["score"], "nms_thresh": spec["nms"]}
     return inputs, params
 

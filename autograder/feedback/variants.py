@@ -2,7 +2,7 @@
 
 The RPN and detector checks compare whole module outputs (proposals, losses, detections),
 which no closed formula recomputes. A *variant* is a named edit of the reference
-(:mod:`autograder.reference_edits` format) that makes one known mistake: NMS before the
+(:mod:`autograder.variants` format) that makes one known mistake: NMS before the
 clip, thresholds swapped, smooth-L1 for L1, ... (``variants.toml`` beside this file). On a
 failure, :class:`VariantHints` runs the same probe the check used on patched copies of the
 reference, in the grader process (trusted code only), and when the student's output equals
@@ -37,7 +37,7 @@ from torch import Tensor
 
 from autograder.compare import rel_error
 from autograder.feedback.core import Signature, join_hints, matches
-from autograder.reference_edits import EditError, edited_copy
+from autograder.variants import EditError, edited_copy
 
 #: The variants shipped with the kit.
 VARIANTS_FILE = Path(__file__).resolve().parent / "variants.toml"

@@ -3,8 +3,10 @@
 The detector runs on a replay backbone (fixed features) and a replay RPN (fixed proposals
 and RPN losses), so the student's RPN never runs here. The head check loads the reference's
 weights into the student's ``roi_stem``/``cls_pred``/``box_pred``; the loss and inference
-probes install the specified head modules (reference weights) and the specified RoIAlign
-(:func:`fixed_roi_features`), so that a bug in the head costs points only in the head check.
+probes replay the RoI features through the stem from a table the grader computed with the
+reference's own code (:func:`replay_roi_features`) and use Linear predictors with the
+reference weights, so that a bug in the head costs points only in the head check. No
+reference code is copied here: the child holds only the student's detector.
 
 The sandbox copies this file beside ``probes.py`` into the child, where the ``autograder``
 package does not exist: hence the fallback import below.
@@ -12,7 +14,7 @@ package does not exist: hence the fallback import below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -26,68 +28,51 @@ from .probes import (
 
 # ----------------------------------------------------------------------------------------
 
-#: RoIAlign settings of the specification (FasterRCNN._roi_features).
-ROI_ALIGNED = True
-ROI_SAMPLING_RATIO = -1
+#: Prefix of the inputs that hold the grader's RoI table (see :func:`replay_roi_features`).
+ROI_TABLE_PREFIX = "roi_table."
+#: Largest coordinate difference (pixels) at which a requested box is the table's box.
+ROI_BOX_TOL = 1e-4
 
 
-def fixed_roi_features(
-    model: nn.Module, feats_per_fpn_level: dict[str, Tensor], boxes: Tensor, image_ids: Tensor, level_ids: Tensor
-) -> Tensor:
-    """The specified ``FasterRCNN._roi_features``, installed on the student's model by the
-    loss and inference probes so that a bug in the student's version costs points only in
-    the head check.
+def replay_roi_features(inputs: Mapping[str, Tensor]) -> Callable[..., Tensor]:
+    """A stand-in for ``FasterRCNN._roi_features`` that looks the boxes up in the grader's RoI table.
 
-    Args:
-        model: the detector (for ``backbone.fpn_strides`` and ``roi_size``).
-        feats_per_fpn_level: ``{level: Tensor[B, c, H, W]}``.
-        boxes: Tensor[P, 4] XYXY boxes in image pixels.
-        image_ids: Tensor[P] int64, the image of each box.
-        level_ids: Tensor[P] int64, position of each box's level in ``feats_per_fpn_level``.
+    The grader computes the table with the reference's own ``_roi_features`` and ``roi_stem``
+    (reference weights) for every box the detector may ask for (each image's proposals and GT
+    boxes, on their levels) and sends it as inputs ``roi_table.boxes`` Tensor[K, 4] XYXY,
+    ``roi_table.image_ids`` and ``roi_table.level_ids`` Tensor[K] int64 and ``roi_table.feats``
+    Tensor[K, D] (the stem's flattened output). The model's ``roi_stem`` is then the identity,
+    so the head sees exactly the specified features without any reference code in the child.
 
     Returns:
-        Tensor[P, c, S_h, S_w], row i pooled from box i.
+        ``(feats_per_fpn_level, boxes Tensor[P, 4], image_ids Tensor[P], level_ids Tensor[P]) -> Tensor[P, D]``.
     """
-    from torchvision.ops import roi_align
+    table_boxes, table_images, table_levels, table_feats = (
+        inputs[f"{ROI_TABLE_PREFIX}{name}"] for name in ("boxes", "image_ids", "level_ids", "feats")
+    )
 
-    first = next(iter(feats_per_fpn_level.values()))
-    out = first.new_zeros(boxes.shape[0], first.shape[1], *model.roi_size)  # (P, c, S_h, S_w)
-    rois = torch.cat([image_ids[:, None].to(boxes), boxes], dim=1)  # (P, 5) rows (image, x1, y1, x2, y2)
-    for level_id, (level, feats) in enumerate(feats_per_fpn_level.items()):
-        rows = (level_ids == level_id).nonzero().squeeze(1)
-        if rows.numel():
-            out[rows] = roi_align(
-                feats, rois[rows], tuple(model.roi_size), spatial_scale=1.0 / model.backbone.fpn_strides[level],
-                sampling_ratio=ROI_SAMPLING_RATIO, aligned=ROI_ALIGNED,
+    def lookup(feats_per_fpn_level: Any, boxes: Tensor, image_ids: Tensor, level_ids: Tensor) -> Tensor:
+        if not (isinstance(boxes, Tensor) and boxes.dim() == 2 and boxes.shape[1] == 4):
+            raise ProbeError(f"FasterRCNN._roi_features: boxes must be a Tensor[P, 4], got {getattr(boxes, 'shape', boxes)}")
+        close = (boxes[:, None, :].to(table_boxes) - table_boxes[None]).abs().le(ROI_BOX_TOL).all(dim=2)  # (P, K)
+        same = close & (image_ids.reshape(-1, 1) == table_images[None]) & (level_ids.reshape(-1, 1) == table_levels[None])
+        missing = (~same.any(dim=1)).nonzero()
+        if missing.numel():
+            raise ProbeError(
+                f"FasterRCNN._roi_features was asked for box {int(missing[0])}, which is not a proposal or GT box of "
+                "that image on that level: pass the sampled proposals with their own image and level ids"
             )
-    return out
+        return table_feats[same.to(torch.uint8).argmax(dim=1)]  # (P, D) rows of the matching boxes
+
+    return lookup
 
 
-def build_head_modules(weights: Mapping[str, Tensor]) -> dict[str, nn.Module]:
-    """``roi_stem``, ``cls_pred``, ``box_pred`` with the specified structure, from reference weights.
-
-    ``roi_stem`` is (Conv2d 3x3 padding 1, ReLU) per stem layer, then Flatten; the two
-    predictors are Linear layers. Shapes are read from ``weights`` (``roi_stem.<i>.weight``,
-    ``cls_pred.weight``, ...).
-    """
-    layers: list[nn.Module] = []
-    index = 0
-    while f"roi_stem.{index}.weight" in weights:
-        weight = weights[f"roi_stem.{index}.weight"]
-        conv = nn.Conv2d(weight.shape[1], weight.shape[0], kernel_size=weight.shape[-1], padding=weight.shape[-1] // 2)
-        layers += [conv, nn.ReLU()]
-        index += 2
-    layers.append(nn.Flatten())
-    roi_stem = nn.Sequential(*layers)
-    cls_w, box_w = weights["cls_pred.weight"], weights["box_pred.weight"]
-    modules = {
-        "roi_stem": roi_stem,
-        "cls_pred": nn.Linear(cls_w.shape[1], cls_w.shape[0]),
-        "box_pred": nn.Linear(box_w.shape[1], box_w.shape[0]),
-    }
-    for name, module in modules.items():
-        load_weights(module, {k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")}, name)
-    return {name: module.to(cls_w.device) for name, module in modules.items()}
+def _linear(weights: Mapping[str, Tensor], name: str) -> nn.Linear:
+    """``nn.Linear`` with the reference weights ``<name>.weight`` Tensor[out, in] and ``<name>.bias``."""
+    weight = weights[f"{name}.weight"]
+    layer = nn.Linear(weight.shape[1], weight.shape[0]).to(weight.device)
+    load_weights(layer, {k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")}, name)
+    return layer
 
 
 def _proposals(moved: Mapping[str, Tensor], num_images: int) -> dict[str, list[Tensor]]:
@@ -105,9 +90,10 @@ def _build_detector(
 ) -> nn.Module:
     """The student's FasterRCNN on a replay backbone and a replay RPN.
 
-    With ``replace_head`` the head modules are the specified ones with reference weights and
-    ``_roi_features`` is :func:`fixed_roi_features` (loss and inference checks); if the
-    student's constructor raises, the model is then assembled without it.
+    With ``replace_head`` (loss and inference checks) ``_roi_features`` is
+    :func:`replay_roi_features`, ``roi_stem`` the identity and the predictors Linear layers with
+    the reference weights; if the student's constructor raises, the model is then assembled
+    without it.
     """
     feats = group(moved, "feats")
     num_images = next(iter(feats.values())).shape[0]
@@ -134,9 +120,9 @@ def _build_detector(
         model.batch_size_per_image = int(ctor_kwargs["batch_size_per_image"])
         model.generator = None
     if replace_head:
-        for name, module in build_head_modules(weights).items():
-            setattr(model, name, module)
-        model._roi_features = lambda *args: fixed_roi_features(model, *args)
+        model.roi_stem = nn.Identity()
+        model.cls_pred, model.box_pred = _linear(weights, "cls_pred"), _linear(weights, "box_pred")
+        model._roi_features = replay_roi_features(moved)
     else:
         model.to(next(iter(feats.values())).device)
         load_weights(model, weights, "FasterRCNN", prefixes=("roi_stem.", "cls_pred.", "box_pred."))

@@ -2,7 +2,9 @@
 
 Layout: ``corpus/correct/<name>/``, ``corpus/buggy/<name>/`` and ``corpus/students/<name>/``
 each hold an ``expect.toml`` and optionally ``*.py`` files that replace the reference's.
-``expect.toml``::
+``expect.toml`` is a variant file of :mod:`autograder.variants` (the kit's one "broken on
+purpose" format, shared with the overfit calibration and the feedback's buggy variants) with
+the corpus' own keys::
 
     description = "..."
     lose = ["iou"]            # buggy only: exactly these rubric ids must lose points
@@ -12,11 +14,7 @@ each hold an ``expect.toml`` and optionally ``*.py`` files that replace the refe
     requires_cuda = false     # optional: the bug shows only on a GPU
     representative = false    # optional: prefer this entry when the real runner grades one per rubric id
 
-    [[edit]]                  # applied in order to the reference text of `file`
-    file = "iou.py"
-    old = "..."               # replace this exact text (it must occur exactly once), or
-    block = 0                 # replace the body of the file's block-th SOLUTION block,
-    new = "..."               # re-indented to the block's BEGIN marker
+    [[edit]]                  # file, old | block, new: see autograder/variants.py
 
 A ``students`` entry is a whole-module submission in a student's own style (every SOLUTION
 block of the modules it rewrites is replaced) with several interacting mistakes. Instead of
@@ -25,26 +23,23 @@ every failed case's message must show one (the hint names the actual cause)::
 
     [hints]
     rpn_proposals = ["before the clip", "(height, width)"]
-
-Edits (format: :mod:`autograder.reference_edits`, shared with the grader's buggy variants)
-keep the corpus valid while the reference's comments and given code change; an edit whose
-``old`` text is gone fails loudly instead of silently testing nothing.
 """
 
 from __future__ import annotations
 
-import shutil
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
-from autograder.reference_edits import apply_edits
-from rcnn_kit.impl import STUDENT_MODULES
+from autograder.variants import build_variant, read_variant
+from rcnn_kit.course import REFERENCE_DIR as REFERENCE_REL
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_DIR = REPO_ROOT / "solutions" / "faster_rcnn"
+REFERENCE_DIR = REPO_ROOT / REFERENCE_REL
 KINDS = ("correct", "buggy", "students")
+#: Keys of expect.toml besides the shared ``description`` and ``[[edit]]``.
+CORPUS_KEYS = ("lose", "feedback", "runner_feedback", "requires_cuda", "representative", "hints")
 
 
 @dataclass(frozen=True)
@@ -60,7 +55,7 @@ class CorpusEntry:
     runner_feedback: str | None = None
     requires_cuda: bool = False
     representative: bool = False
-    edits: tuple[dict, ...] = field(default_factory=tuple)
+    edits: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     hints: dict[str, tuple[str, ...]] = field(default_factory=dict)  # students: rubric id -> cause phrases
 
     @property
@@ -80,21 +75,16 @@ def load_entries(kind: str) -> list[CorpusEntry]:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
     entries = []
     for folder in sorted((CORPUS_DIR / kind).iterdir()):
-        expect_file = folder / "expect.toml"
-        with expect_file.open("rb") as fh:
-            data = tomllib.load(fh)
-        allowed = {"description", "lose", "feedback", "runner_feedback", "requires_cuda", "representative", "edit", "hints"}
-        unknown = set(data) - allowed
-        if unknown or "description" not in data:
-            raise ValueError(f"{expect_file}: unknown keys {sorted(unknown)} or no description")
-        hints = {rid: tuple(phrases) for rid, phrases in data.get("hints", {}).items()}
+        variant = read_variant(folder / "expect.toml", name=folder.name, extra_keys=CORPUS_KEYS)
+        extra = variant.extra
+        hints = {rid: tuple(phrases) for rid, phrases in extra.get("hints", {}).items()}
         entries.append(
             CorpusEntry(
-                kind=kind, name=folder.name, folder=folder, description=data["description"],
-                lose=tuple(data.get("lose", tuple(hints))), feedback=data.get("feedback"),
-                runner_feedback=data.get("runner_feedback"), hints=hints,
-                requires_cuda=bool(data.get("requires_cuda", False)),
-                representative=bool(data.get("representative", False)), edits=tuple(data.get("edit", ())),
+                kind=kind, name=folder.name, folder=folder, description=variant.description,
+                lose=tuple(extra.get("lose", tuple(hints))), feedback=extra.get("feedback"),
+                runner_feedback=extra.get("runner_feedback"), hints=hints,
+                requires_cuda=bool(extra.get("requires_cuda", False)),
+                representative=bool(extra.get("representative", False)), edits=variant.edits,
             )
         )
     return entries
@@ -102,10 +92,5 @@ def load_entries(kind: str) -> list[CorpusEntry]:
 
 def build_submission(entry: CorpusEntry, dest: Path) -> Path:
     """Write the entry's submission (reference + overlaid files + edits) to ``dest``; return it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for module in STUDENT_MODULES:
-        shutil.copy(REFERENCE_DIR / f"{module}.py", dest / f"{module}.py")
-    for overlay in entry.folder.glob("*.py"):
-        shutil.copy(overlay, dest / overlay.name)
-    apply_edits(dest, entry.edits, f"{entry.kind}/{entry.name}")
-    return dest
+    return build_variant(REFERENCE_DIR, dest, entry.edits, overlays=sorted(entry.folder.glob("*.py")),
+                         where=f"{entry.kind}/{entry.name}")

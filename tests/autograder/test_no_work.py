@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.reference_edits import edited_copy
+from autograder.variants import edited_copy
 from autograder.runner import GradeSettings, run_checks
 from check_driver import group_score, run_direct_outcomes
 from corpus_build import REFERENCE_DIR

@@ -9,7 +9,6 @@ must pass with the CPU profile, a detector whose inference keeps nothing must fa
 from __future__ import annotations
 
 import base64
-import dataclasses
 import math
 import shutil
 import tomllib
@@ -18,19 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from autograder import overfit, overfit_feedback
-from autograder.overfit_check import (
-    CPU_PROFILE,
-    GPU_PROFILE,
-    OverfitOutputError,
-    TrainingSet,
-    in_process_probe,
-    make_training_set,
-    parse_probe_output,
-    run_overfit,
-    score_run,
-    select_profile,
-)
+from autograder import overfit_feedback
+from autograder.overfit_check import OverfitOutputError, in_process_probe, parse_probe_output, run_overfit, score_run
+from autograder.overfit_data import TrainingSet, synthetic_set
 from autograder.overfit_feedback import (
     IMAGE_SIGNATURES,
     PNG_SIGNATURE,
@@ -39,19 +28,22 @@ from autograder.overfit_feedback import (
     feedback_markdown,
     image_data_uri,
 )
+from autograder.overfit_profile import PROFILES_DIR, OverfitData, OverfitProfile, load_profile, write_profile
 from autograder.results import MAX_OUTPUT_CHARS
+from overfit_helpers import REPO_ROOT, grade_overfit
+from rcnn_kit.course import FPN_STRIDES, REFERENCE_DIR, STUDENT_MODULES
 from rcnn_kit.engine.evaluate import split_gt
-from rcnn_kit.impl import STUDENT_MODULES
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_DIR = REPO_ROOT / "solutions" / "faster_rcnn"
+REFERENCE = REPO_ROOT / REFERENCE_DIR
+CPU_PROFILE = load_profile(PROFILES_DIR / "cpu.toml")
+CUDA_PROFILE = load_profile(PROFILES_DIR / "cuda.toml")
 #: A small profile for fast tests: 2 images of 64 px (the check's logic does not depend on size).
-TINY_PROFILE = dataclasses.replace(CPU_PROFILE, num_images=2, image_size=64, iterations=40)
+TINY_PROFILE = CPU_PROFILE.replace(data=OverfitData(kind="synthetic", num_images=2, image_size=64, seed=1), iterations=40)
 
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> TrainingSet:
-    return make_training_set(TINY_PROFILE, tmp_path_factory.mktemp("overfit_data"))
+    return synthetic_set(TINY_PROFILE.data, tmp_path_factory.mktemp("overfit_data"))
 
 
 def fake_outputs(data: TrainingSet, detections: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
@@ -86,39 +78,19 @@ FLAT = [2.0] * ITERS
 # ---------------------------------------------------------------------------- profiles
 
 
-def test_select_profile_by_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    calibrated_gpu = dataclasses.replace(GPU_PROFILE, calibrated=True)
-    monkeypatch.setitem(overfit.PROFILES, "cuda", calibrated_gpu)
-    assert select_profile("cpu") is CPU_PROFILE
-    assert select_profile("cuda") is calibrated_gpu
-    assert select_profile("auto") is (calibrated_gpu if torch.cuda.is_available() else CPU_PROFILE)
-    with pytest.raises(ValueError, match="device: .*'tpu'"):
-        select_profile("tpu")
-
-
-def test_an_uncalibrated_profile_is_never_used_for_grading(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(overfit.PROFILES, "cuda", dataclasses.replace(GPU_PROFILE, calibrated=False))
-    assert select_profile("cuda") is CPU_PROFILE
-
-
-@pytest.mark.parametrize(("field", "value"), [("pass_map", 0.0), ("image_size", 100), ("iterations", 0), ("device", "gpu")])
-def test_profile_rejects_bad_values(field: str, value: object) -> None:
-    with pytest.raises(ValueError, match=field):
-        dataclasses.replace(CPU_PROFILE, **{field: value})
-
-
-def test_profiles_fit_their_budgets_and_the_rubric() -> None:
+def test_shipped_profiles_fit_their_budgets_and_the_rubric() -> None:
     rubric = {c["id"]: c for c in tomllib.loads((REPO_ROOT / "autograder" / "rubric.toml").read_text())["check"]}
     entry = rubric["overfit"]
     assert entry["kind"] == "overfit"
     assert sorted(entry["student_modules"]) == sorted(STUDENT_MODULES) and not entry["reference_modules"]
-    assert entry["timeout_s"] >= max(CPU_PROFILE.timeout_s, GPU_PROFILE.timeout_s)
-    assert CPU_PROFILE.timeout_s <= 300 and GPU_PROFILE.timeout_s <= 60  # the issue's targets
-    assert CPU_PROFILE.device == "cpu" and GPU_PROFILE.device == "cuda"
+    assert entry["timeout_s"] >= max(CPU_PROFILE.timeout_s, CUDA_PROFILE.timeout_s)
+    assert CPU_PROFILE.timeout_s <= 300 and CUDA_PROFILE.timeout_s <= 60  # the issue's targets
+    assert (CPU_PROFILE.device, CUDA_PROFILE.device) == ("cpu", "cuda") and CPU_PROFILE.calibrated
 
 
-def test_cpu_profile_objects_are_all_reachable_by_an_anchor(ref, tmp_path: Path) -> None:
-    """The CPU profile's data seed was chosen so that every object has an RPN foreground anchor.
+@pytest.mark.parametrize("profile", [CPU_PROFILE, CUDA_PROFILE], ids=["cpu", "cuda"])
+def test_profile_objects_are_all_reachable_by_an_anchor(profile: OverfitProfile, ref, tmp_path: Path) -> None:
+    """The shipped profiles' data seeds were chosen so that every object has an RPN foreground anchor.
 
     Oracle: torchvision's ``box_iou`` between the GT boxes and the course's default anchors
     (stride scale 8, ratios 0.5/1/2 on p3-p5); every GT box must reach the RPN's foreground
@@ -126,13 +98,15 @@ def test_cpu_profile_objects_are_all_reachable_by_an_anchor(ref, tmp_path: Path)
     """
     from torchvision.ops import box_iou
 
-    data = make_training_set(CPU_PROFILE, tmp_path)
-    strides = {"p3": 8, "p4": 16, "p5": 32}
-    shapes = {level: (1, 1, CPU_PROFILE.image_size // s, CPU_PROFILE.image_size // s) for level, s in strides.items()}
+    data = synthetic_set(profile.data, tmp_path)
+    assert data.sha256 == profile.data.sha256  # the images the profile was calibrated on
+    strides = dict(FPN_STRIDES)
+    size = profile.data.image_size
+    shapes = {level: (1, 1, size // s, size // s) for level, s in strides.items()}
     locations = ref.anchors.get_fpn_location_coords(shapes, strides)
     anchors = torch.cat(list(ref.anchors.generate_fpn_anchors(locations, strides, 8).values()))  # (R, 4)
     gt = data.gt_boxes[data.gt_boxes[..., 4] >= 0][:, :4]  # (G, 4) real boxes of all images
-    assert gt.shape[0] >= CPU_PROFILE.num_images
+    assert gt.shape[0] >= profile.data.num_images
     assert (box_iou(gt, anchors).max(dim=1).values >= 0.6).all()
 
 
@@ -228,7 +202,7 @@ def test_image_data_uri_refuses_other_files() -> None:
 
 def test_probe_output_passes_validation(ref, tiny_set: TrainingSet) -> None:
     """A few iterations of the reference through the probe: every key and shape the grader expects."""
-    short = dataclasses.replace(TINY_PROFILE, iterations=3, warmup_iters=1)
+    short = TINY_PROFILE.replace(iterations=3, warmup_iters=1)
     run, report = run_overfit(in_process_probe(ref), tiny_set, short)
     assert set(run.history) >= {"loss_rpn_obj", "loss_rpn_box", "loss_cls", "loss_box", "total", "lr", "grad_norm"}
     assert all(len(v) == 3 for v in run.history.values())
@@ -238,61 +212,26 @@ def test_probe_output_passes_validation(ref, tiny_set: TrainingSet) -> None:
 
 # ---------------------------------------------------------------------------- the real check, in a sandbox
 
-#: Grades with the real runner in a fresh interpreter and prints the overfit group's outcome as JSON.
-#: A fresh process because the runner's pytest session imports ``autograder/checks/test_overfit.py``
-#: by its base name, which this kit session may already hold for another file; it also keeps
-#: the runner's process-wide settings (child subreaper) out of the kit's test process.
-#: argv: files as JSON, iterations (0: the profile's own), warm-up iterations.
-_DRIVER = """
-import dataclasses, json, sys
-from pathlib import Path
-from autograder import overfit
-from autograder.runner import GradeSettings, run_checks
-files = {name: Path(path) for name, path in json.loads(sys.argv[1]).items()}
-iterations, warmup = int(sys.argv[2]), int(sys.argv[3])
-if iterations:
-    overfit.PROFILES["cpu"] = dataclasses.replace(overfit.CPU_PROFILE, iterations=iterations, warmup_iters=warmup)
-run = run_checks(GradeSettings(reference_dir=Path(sys.argv[4]), keyword="test_overfit_smoke"), files)
-(group,) = [g for g in run.groups if g.entry.id == "overfit"]
-print(json.dumps({"passed": group.passed, "failed": group.failed, "failures": group.failures,
-                  "notes": group.instructor_notes, "collect_errors": run.collect_errors,
-                  "output": group.student_output[-2000:]}))
-"""
-
-
-def grade_overfit(files: dict[str, Path], iterations: int = 0, warmup: int = 0) -> dict[str, object]:
-    """Run the overfit check with the real runner and sandbox on ``files``; its outcome."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "RCNN_KIT_OFFLINE": "1"}
-    args = [json.dumps({k: str(v) for k, v in files.items()}), str(iterations), str(warmup), str(REFERENCE_DIR)]
-    done = subprocess.run([sys.executable, "-c", _DRIVER, *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=900, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
-    assert not outcome["collect_errors"] and not outcome["notes"], outcome
-    return outcome
-
 
 @pytest.mark.slow
 def test_check_passes_the_reference_in_a_sandbox() -> None:
-    outcome = grade_overfit({m: REFERENCE_DIR / f"{m}.py" for m in STUDENT_MODULES})
+    outcome = grade_overfit({m: REFERENCE / f"{m}.py" for m in STUDENT_MODULES})
     assert (outcome["passed"], outcome["failed"]) == (1, 0), outcome
+    assert str(PROFILES_DIR / "cpu.toml") in outcome["notes"][0] or torch.cuda.is_available()
 
 
 @pytest.mark.slow
 def test_check_fails_a_detector_whose_inference_keeps_nothing(tmp_path: Path) -> None:
     broken = tmp_path / "broken"
-    shutil.copytree(REFERENCE_DIR, broken)
+    shutil.copytree(REFERENCE, broken)
     detector = broken / "detector.py"
     source = detector.read_text()
     assert source.count("keep = pred_scores > test_score_thresh") == 1
     detector.write_text(source.replace("keep = pred_scores > test_score_thresh", "keep = pred_scores < -1.0"))
     # An inference that keeps nothing fails after any amount of training: a short run tests the
     # grader's path (sandbox, validation, scoring, message); the calibration covers the full profile.
-    outcome = grade_overfit({m: broken / f"{m}.py" for m in STUDENT_MODULES}, iterations=10, warmup=5)
+    short = write_profile(CPU_PROFILE.replace(iterations=10, warmup_iters=5), tmp_path / "short.toml")
+    outcome = grade_overfit({m: broken / f"{m}.py" for m in STUDENT_MODULES}, profile=short)
     assert (outcome["passed"], outcome["failed"]) == (0, 1), outcome
     assert "mAP@0.5 0.000" in outcome["failures"][0] and "no detections" in outcome["failures"][0]
+    assert f"overfit profile {short} (device class cpu" in outcome["notes"][0]

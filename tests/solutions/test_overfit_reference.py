@@ -3,7 +3,7 @@
 Uses the runtime directly (no sandbox, no grader code in the loop): build the reference
 detector on a random-init backbone, train it with the overfit profile's schedule, detect
 on the training images and score them with the runtime's mAP. The profiles and their
-thresholds come from autograder/overfit_check.py, where docs/OVERFIT_CALIBRATION.md puts them.
+thresholds are the shipped profile files (autograder/profiles/, docs/OVERFIT_CALIBRATION.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from autograder.overfit_check import CPU_PROFILE, GPU_PROFILE, OverfitProfile
+from autograder.overfit_profile import PROFILES_DIR, OverfitProfile, load_profile
 from rcnn_kit.build import build_detector
 from rcnn_kit.data import SYNTHETIC_CLASSES, VOCJsonDataset, make_synthetic_voc
 from rcnn_kit.engine import TrainConfig, mean_average_precision, predict, train_detector
@@ -27,16 +27,19 @@ LOSS_DROP_RATIO = 0.5
 WINDOW = 10
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CPU_PROFILE = load_profile(PROFILES_DIR / "cpu.toml")
+GPU_PROFILE = load_profile(PROFILES_DIR / "cuda.toml")
 
 
 def overfit_reference(ref: ModuleType, profile: OverfitProfile, root: Path) -> tuple[list[float], dict[str, object], float]:
     """Train the reference with ``profile``; (total loss per iteration, mAP summary, seconds)."""
-    data_dir = make_synthetic_voc(root, num_images=profile.num_images, image_size=profile.image_size,
-                                  seed=profile.data_seed, max_objects=profile.max_objects, val_fraction=0.0)
-    dataset = VOCJsonDataset(data_dir / "train.json", image_size=profile.image_size, class_names=SYNTHETIC_CLASSES)
+    data = profile.data
+    assert data.kind == "synthetic", "this test trains on the synthetic images only"
+    data_dir = make_synthetic_voc(root, num_images=data.num_images, image_size=data.image_size, seed=data.seed,
+                                  max_objects=data.max_objects, val_fraction=0.0)
+    dataset = VOCJsonDataset(data_dir / "train.json", image_size=data.image_size, class_names=SYNTHETIC_CLASSES)
     seed_everything(profile.seed)
-    rpn_kwargs = {} if profile.post_nms_topk is None else {"post_nms_topk": profile.post_nms_topk}
-    model = build_detector(ref, len(SYNTHETIC_CLASSES), pretrained=False, **rpn_kwargs)
+    model = build_detector(ref, len(SYNTHETIC_CLASSES), pretrained=False, post_nms_topk=profile.post_nms_topk)
     config = TrainConfig(max_iters=profile.iterations, batch_size=profile.batch_size, lr=profile.lr,
                          warmup_iters=profile.warmup_iters, grad_clip_norm=profile.grad_clip_norm,
                          device=profile.device, seed=profile.seed, log_period=profile.iterations)
