@@ -26,7 +26,7 @@ from rcnn_kit.impl import STUDENT_MODULES
 from release_tool.notebook import inject_parameters, make_student_notebook, read_source_notebook
 from release_tool.release import REFERENCE_DIR, SOURCE_NOTEBOOK
 
-from .nbrun import CELL_TIMEOUT_S, TINY_PARAMETERS, cell_text, copy_package
+from nbrun import CELL_TIMEOUT_S, TINY_PARAMETERS, cell_text, copy_package
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from nbclient.exceptions import CellExecutionError
 from release_tool.notebook import inject_parameters, make_student_notebook, read_source_notebook
 from release_tool.release import SOURCE_NOTEBOOK, render_release
 
-from .nbrun import TINY_PARAMETERS, execute
+from nbrun import TINY_PARAMETERS, execute
 
 pytestmark = pytest.mark.slow
 
