@@ -729,7 +729,7 @@ for prediction in val_predictions[:NUM_PICTURES]:
 summary = mean_average_precision(val_predictions, CLASS_NAMES)
 if "recall_50" not in summary and summary["num_gt"]:
     summary["recall_50"] = recall_at_iou(val_predictions)
-print(f"{DATASET} validation: {summary.get('metric', 'mAP@0.5')} over {summary['num_images']} images")
+print(f"{DATASET} validation: {summary.get('metric', 'mAP@0.5')} over {len(val_predictions)} images")
 print(format_map_table({"val": summary}, CLASS_NAMES))
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "submit_md", "locked": true, "schema_version": 3, "solution": false, "task": false}

@@ -50,6 +50,7 @@ def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # nbgrader's database layer runs the `alembic` script found on PATH (the venv's bin/).
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel trains: one thread is far quicker on a loaded machine
     root = tmp_path / "course"
     root.mkdir()
     (root / "nbgrader_config.py").write_text(
