@@ -62,7 +62,7 @@ OVERFIT_IMAGES = 8  # synthetic training images of the two overfit experiments
 RPN_OVERFIT_ITERS = 200  # training steps of the RPN-only overfit
 DETECTOR_OVERFIT_ITERS = 300  # training steps of the full-detector overfit
 RPN_OVERFIT_MIN_RECALL = 0.6  # the RPN overfit passes when its best proposals find this share of the objects
-DETECTOR_OVERFIT_MIN_MAP = 0.8  # the detector overfit passes at this training mAP@0.5
+DETECTOR_OVERFIT_MIN_MAP = 0.7  # the detector overfit passes at this training mAP@0.5
 TRAIN_ITERS = None  # steps of the final training; None: the course schedule of DATASET (section 10)
 BATCH_SIZE = None  # images per step of the final training; None: the course schedule of DATASET
 DEVICE = "auto"  # "auto" (GPU when there is one), "cpu" or "cuda"
@@ -510,7 +510,8 @@ require_all("RPN", results)
 # RPN together and train them on `OVERFIT_IMAGES` synthetic images only, then ask
 # whether its best proposals (the first five of each level, by objectness) now
 # cover the objects of those images: the share of GT boxes that one of them
-# overlaps with IoU >= 0.5. An untrained RPN scores about 0.2 here. If the check
+# overlaps with IoU >= 0.5. With the defaults the reference RPN scores 0.83 here
+# after training and 0.22 before (a few objects are too small for any anchor). If the check
 # fails, go back to the sampling, the loss targets or the deltas; the loss plot
 # shows whether training went anywhere.
 
@@ -628,7 +629,8 @@ require_all("Faster R-CNN", results)
 # The check computes its training-set mAP@0.5 there (and prints the recall: the
 # share of GT boxes some detection of the right class overlaps with IoU >= 0.5).
 # A falling loss alone is not enough: a detector can lower its losses and still
-# put its boxes in the wrong place.
+# put its boxes in the wrong place. With the defaults the reference reaches 1.0
+# here (0.01 before training).
 
 # %% nbgrader={"grade": false, "grade_id": "detector_overfit", "locked": true, "schema_version": 3, "solution": false, "task": false}
 torch.manual_seed(SEED)
@@ -678,7 +680,7 @@ for prediction in predict(model, overfit_set, score_thresh=0.5, device=DEVICE, l
 # ImageNet weights when they can be downloaded (`PRETRAINED = None`).
 
 # %% nbgrader={"grade": false, "grade_id": "train", "locked": true, "schema_version": 3, "solution": false, "task": false}
-COURSE_SCHEDULES = {"voc2007": {"iters": 9000, "batch_size": 16}, "synthetic": {"iters": 1000, "batch_size": 8}}
+COURSE_SCHEDULES = {"voc2007": {"iters": 9000, "batch_size": 16}, "synthetic": {"iters": 500, "batch_size": 8}}
 COURSE_DETECTOR = {
     "fpn_channels": 128,
     "stem_channels": (128, 128),
