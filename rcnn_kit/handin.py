@@ -10,7 +10,7 @@ out: the student runs a "Copy of faster_rcnn.ipynb" (Colab's "Save a copy in
 Drive" puts it in "My Drive/Colab Notebooks") while the folder keeps the untouched
 original. Colab does not reliably tell a kernel which file it runs, so the checks
 are on files: the expected notebook exists, was saved during this session, and no
-"Copy of *.ipynb" lies in the folder or the usual Drive places.
+"Copy of faster_rcnn*.ipynb" lies in the folder or the usual Drive places.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ NOTEBOOK_NAME = f"{PACKAGE_NAME}.ipynb"
 STUDENT_FOLDER_NAME = "faster_rcnn_assignment"
 #: Default name of the submission zip.
 DEFAULT_SUBMISSION = "submission.zip"
-#: File-name pattern of the notebooks Colab and Drive make with "Save a copy" / "Make a copy".
-COPY_PATTERN = "Copy of *.ipynb"
+#: Prefix Colab's "Save a copy in Drive" and Drive's "Make a copy" put before a notebook's name.
+COPY_PREFIX = "Copy of "
 
 
 class SubmissionError(ValueError):
@@ -183,7 +183,7 @@ def notebook_location_warnings(
 
     Args:
         folder: the student's folder (holding ``faster_rcnn/`` and, normally, the notebook).
-        search_dirs: more folders to look in for ``"Copy of *.ipynb"`` files (Colab:
+        search_dirs: more folders to look in for copies (``"Copy of faster_rcnn*.ipynb"``; Colab:
             "My Drive" and "My Drive/Colab Notebooks"); missing ones are skipped.
         session_start: POSIX time at which this session began (the notebook's setup
             cell); a notebook last saved before it was not saved during this session.
@@ -208,10 +208,11 @@ def notebook_location_warnings(
             f"of the notebook, move that copy to {root} and rename it {notebook_name}, replacing the old one"
         )
     seen: set[Path] = set()
+    pattern = f"{COPY_PREFIX}{Path(notebook_name).stem}*.ipynb"  # also "Copy of faster_rcnn (1).ipynb"
     for directory in (root, *(Path(d) for d in search_dirs)):
         if not directory.is_dir():
             continue
-        for copy in sorted(directory.glob(COPY_PATTERN)):
+        for copy in sorted(directory.glob(pattern)):
             if copy.resolve() in seen:
                 continue
             seen.add(copy.resolve())

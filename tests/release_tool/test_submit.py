@@ -221,7 +221,8 @@ def test_notebook_location_warnings(student: Path, tmp_path: Path) -> None:
     colab_notebooks.mkdir()
     copy = colab_notebooks / "Copy of faster_rcnn.ipynb"
     copy.write_text("{}", encoding="utf-8")
-    (student / "Copy of faster_rcnn.ipynb").write_text("{}", encoding="utf-8")
+    (student / "Copy of faster_rcnn (1).ipynb").write_text("{}", encoding="utf-8")
+    (colab_notebooks / "Copy of another_course.ipynb").write_text("{}", encoding="utf-8")  # not this notebook
     found = notebook_location_warnings(student, [colab_notebooks, tmp_path / "missing"])
     assert len(found) == 2 and all("move it to" in w and str(student) in w for w in found)
     assert str(copy) in found[1]
