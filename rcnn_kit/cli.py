@@ -1,9 +1,10 @@
-"""The ``rcnn-kit`` command line.
+"""The ``rcnn-kit`` command line (also ``python -m rcnn_kit``).
 
-The runtime owns ``train``, ``eval`` and ``demo`` (see :mod:`rcnn_kit.commands`).
-The layers above it (data scripts, release tool, autograder) contribute their
-own subcommands through the ``rcnn_kit.commands`` entry-point group declared in
-pyproject.toml, so this module never imports them.
+The runtime owns ``train``, ``eval`` and ``demo`` (see :mod:`rcnn_kit.commands`) and
+``submit`` (:mod:`rcnn_kit.submit_command`: the student bundle is not installed, so
+it cannot come from an entry point). The layers above it (data scripts, release
+tool, autograder) contribute their own subcommands through the ``rcnn_kit.commands``
+entry-point group declared in pyproject.toml, so this module never imports them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
 ENTRY_POINT_GROUP = "rcnn_kit.commands"
+#: The program name in usage texts: the installed script, or the module run with ``python -m``.
+SCRIPT_PROG = "rcnn-kit"
+MODULE_PROG = "python -m rcnn_kit"
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -37,26 +41,44 @@ def _plugin_registrars() -> list[tuple[str, Register]]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser: runtime commands plus every registered plugin's commands."""
-    from rcnn_kit import commands  # runtime's own train/eval/demo
+def _register_plugin(name: str, register: Register, sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Run one plugin's ``register``; a command name it shares with another is reported and left out."""
+    try:
+        register(sub)
+    except argparse.ArgumentError as exc:  # e.g. an older plugin that still adds `submit`
+        print(f"rcnn-kit: some commands of plugin {name!r} are unavailable: {exc}", file=sys.stderr)
+
+
+def build_parser(prog: str = SCRIPT_PROG) -> argparse.ArgumentParser:
+    """The full parser: runtime commands plus every registered plugin's commands.
+
+    Args:
+        prog: the program name shown in usage texts (:data:`SCRIPT_PROG` or :data:`MODULE_PROG`).
+    """
+    from rcnn_kit import commands, submit_command  # the runtime's own commands
 
     parser = argparse.ArgumentParser(
-        prog="rcnn-kit",
+        prog=prog,
         description="Faster R-CNN course kit: train/evaluate the detector, prepare data, "
-        "generate the student release, grade submissions.",
+        "generate the student release, grade submissions, submit your work.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     commands.register(sub)
-    for _name, register in _plugin_registrars():
-        register(sub)
+    submit_command.register(sub)
+    for name, register in _plugin_registrars():
+        _register_plugin(name, register, sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = SCRIPT_PROG) -> int:
+    """Run the CLI; returns the process exit code.
+
+    Args:
+        argv: arguments without the program name (default: ``sys.argv[1:]``).
+        prog: the program name for usage texts (``python -m rcnn_kit`` passes :data:`MODULE_PROG`).
+    """
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

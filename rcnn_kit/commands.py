@@ -24,10 +24,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from torch import nn
-from torch.utils.data import Dataset
+if TYPE_CHECKING:  # torch and the engine are imported lazily at run time so that `rcnn-kit --help` stays quick
+    from torch import nn
+    from torch.utils.data import Dataset
 
-if TYPE_CHECKING:  # imported lazily at run time so that `rcnn-kit --help` stays quick
     from rcnn_kit.engine import TrainConfig, TrainResult
 
 from rcnn_kit.course import IMAGE_SIZE, IMPL_ENV, default_impl_dir

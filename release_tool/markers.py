@@ -25,6 +25,8 @@ import ast
 import re
 from dataclasses import dataclass
 
+from rcnn_kit.unfinished import TODO_COMMENT, stub_message
+
 #: Marker comments, as instructors type them (the same words nbgrader uses).
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -40,8 +42,9 @@ _MARKER_RE = re.compile(
 #: would otherwise leak the solution into the release silently.
 _MARKER_LIKE_RE = re.compile(r"^[ \t]*#.*\b(?:BEGIN|END)[ \t]+(?:SOLUTION|HIDDEN)\b")
 
-#: Comment written above the ``raise`` that replaces a solution region.
-TODO_COMMENT = "# TODO: your code here (replace the raise below)."
+#: The comment written above the ``raise`` that replaces a solution region (``TODO_COMMENT``)
+#: and that raise's message (``stub_message``) live in the runtime (rcnn_kit.unfinished):
+#: the student bundle's ``submit`` recognises unfinished stubs without release_tool.
 #: Statement that replaces a solution region outside any function, so the module imports.
 PLACEHOLDER_STATEMENT = "pass"
 #: Comment written above that placeholder.
@@ -193,7 +196,7 @@ def stub_source(text: str, filename: str) -> str:
         eol = _line_ending(lines[region.begin - 1])
         scope = _enclosing_scope(scopes, region.begin)
         if scope is not None and scope[1]:
-            message = f"{scope[0]} in {filename}: TODO not implemented yet"
+            message = stub_message(scope[0], filename)
             out.append(f"{region.indent}{TODO_COMMENT}{eol}")
             out.append(f"{region.indent}raise NotImplementedError({message!r}){eol}")
         else:

@@ -26,7 +26,7 @@ from rcnn_kit.impl import STUDENT_MODULES
 from release_tool.notebook import inject_parameters, make_student_notebook, read_source_notebook
 from release_tool.release import REFERENCE_DIR, SOURCE_NOTEBOOK
 
-from .nbrun import CELL_TIMEOUT_S, TINY_PARAMETERS, cell_text, copy_package
+from nbrun import CELL_TIMEOUT_S, TINY_PARAMETERS, cell_text, copy_package
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +50,7 @@ def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # nbgrader's database layer runs the `alembic` script found on PATH (the venv's bin/).
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel trains: one thread is far quicker on a loaded machine
     root = tmp_path / "course"
     root.mkdir()
     (root / "nbgrader_config.py").write_text(

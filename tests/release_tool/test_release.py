@@ -46,7 +46,7 @@ NOTEBOOK_SECTIONS = (
     "full Faster R-CNN",
     "detections",
     "Training",
-    "Mean average precision",
+    "mean average precision",
     "Submit",
 )
 
