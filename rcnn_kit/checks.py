@@ -178,7 +178,7 @@ def rpn_top_proposals(
     Proposals come from ``rpn(backbone(image), backbone.fpn_strides)`` in eval mode,
     by decreasing objectness within each level (the RPN's contract). Every box gets
     class 0 and, per level, a descending score ``1 - rank / top_k``; the GT boxes also
-    get class 0, so :func:`rcnn_kit.engine.recall_at_iou` measures whether the best
+    get class 0, so :func:`rcnn_kit.engine.coverage_recall` measures whether the best
     proposals found each object.
 
     Args:

@@ -60,11 +60,12 @@ def _stable_cell_ids(nb: NotebookNode) -> None:
         cell["id"] = candidate
 
 
-def read_source_notebook(path: str | Path) -> NotebookNode:
+def read_source_notebook(path: str | Path, text: str | None = None) -> NotebookNode:
     """Read the jupytext source notebook as an nbformat 4.5 notebook.
 
     Args:
         path: the percent-format script, e.g. ``solutions/faster_rcnn_notebook.py``.
+        text: the script's text to use instead of the file's (e.g. with updated sanity values).
 
     Returns:
         The notebook with the reference solution, nbgrader metadata as written in
@@ -77,7 +78,7 @@ def read_source_notebook(path: str | Path) -> NotebookNode:
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"source notebook: {source} does not exist")
-    nb = jupytext.read(source, fmt="py:percent")
+    nb = jupytext.reads(text, fmt="py:percent") if text is not None else jupytext.read(source, fmt="py:percent")
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}

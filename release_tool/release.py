@@ -9,6 +9,7 @@ difference, so CI can refuse a repository whose ``assignments/`` drifted.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path, PurePosixPath
 
@@ -77,6 +78,7 @@ def render_release(root: str | Path) -> dict[str, bytes]:
 
     from release_tool.notebook import make_student_notebook, notebook_text, read_source_notebook
 
+    notebook_text_now, _stale = source_notebook_with_sanity_values(base)
     files: dict[str, bytes] = {}
     for path in modules:
         source = REFERENCE_DIR / path.name
@@ -87,7 +89,8 @@ def render_release(root: str | Path) -> dict[str, bytes]:
         header = "".join(line.format(source=REFERENCE_DIR) + "\n" for line in HEADER_LINES)
         files[str(STUDENT_PACKAGE / "__init__.py")] = (header + '"""Your Faster R-CNN package."""\n').encode()
     try:
-        student_nb = make_student_notebook(read_source_notebook(notebook), generated_from=str(SOURCE_NOTEBOOK))
+        student_nb = make_student_notebook(read_source_notebook(notebook, notebook_text_now),
+                                           generated_from=str(SOURCE_NOTEBOOK))
     except (RuntimeError, ValueError, nbformat.ValidationError) as exc:
         # nbgrader raises RuntimeError for nested/unclosed markers and for a solution
         # region outside a solution cell (its log above shows the cell); nbformat raises
@@ -95,6 +98,37 @@ def render_release(root: str | Path) -> dict[str, bytes]:
         raise ReleaseError(f"{SOURCE_NOTEBOOK}: {type(exc).__name__}: {exc}") from exc
     files[str(STUDENT_NOTEBOOK)] = notebook_text(student_nb).encode("utf-8")
     return files
+
+
+@functools.lru_cache(maxsize=8)
+def _sanity_update(text: str, reference_key: tuple[tuple[str, bytes], ...], reference_dir: str) -> tuple[str, tuple[str, ...]]:
+    """Cached :func:`release_tool.sanity` run (a few seconds): keyed by the texts it depends on."""
+    from release_tool.sanity import apply_sanity_values, compute_sanity_values
+
+    new_text, changed = apply_sanity_values(text, compute_sanity_values(text, reference_dir))
+    return new_text, tuple(changed)
+
+
+def source_notebook_with_sanity_values(root: str | Path) -> tuple[str, list[str]]:
+    """The source notebook's text with its sanity values recomputed from the reference.
+
+    Returns:
+        (the text, the names of the sanity values whose literal was out of date).
+
+    Raises:
+        ReleaseError: running the notebook's check cells with the reference failed.
+    """
+    from release_tool.sanity import SanityError
+
+    base = Path(root)
+    text = (base / SOURCE_NOTEBOOK).read_text(encoding="utf-8")
+    reference = base / REFERENCE_DIR
+    key = tuple((p.name, p.read_bytes()) for p in sorted(reference.glob("*.py")))
+    try:
+        new_text, changed = _sanity_update(text, key, str(reference))
+    except SanityError as exc:
+        raise ReleaseError(f"{SOURCE_NOTEBOOK}: sanity values: {exc}") from exc
+    return new_text, list(changed)
 
 
 def _existing_files(root: Path) -> set[str]:
@@ -122,6 +156,10 @@ def check_release(root: str | Path) -> list[str]:
     base = Path(root)
     expected = render_release(base)
     problems = []
+    _, stale = source_notebook_with_sanity_values(base)
+    if stale:
+        problems.append(f"{SOURCE_NOTEBOOK}: sanity values out of date with the reference: {', '.join(stale)} "
+                        "(`rcnn-kit release` recomputes them)")
     for rel, data in sorted(expected.items()):
         path = base / rel
         if not path.is_file():
@@ -146,6 +184,10 @@ def write_release(root: str | Path) -> list[str]:
     base = Path(root)
     expected = render_release(base)  # render everything before touching the disk
     changed = []
+    notebook_text, stale = source_notebook_with_sanity_values(base)
+    if stale:
+        (base / SOURCE_NOTEBOOK).write_text(notebook_text, encoding="utf-8")
+        changed.append(f"{SOURCE_NOTEBOOK} (sanity values recomputed from the reference: {', '.join(stale)})")
     for rel, data in sorted(expected.items()):
         path = base / rel
         if path.is_file() and path.read_bytes() == data:

@@ -3,6 +3,7 @@
 from rcnn_kit.engine.evaluate import (
     METRIC_NAMES,
     ImagePrediction,
+    coverage_recall,
     format_map_table,
     mean_average_precision,
     predict,
@@ -16,6 +17,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "TrainResult",
+    "coverage_recall",
     "lr_factor",
     "format_map_table",
     "mean_average_precision",

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, Subset
 from rcnn_kit.engine.batching import split_item
 from rcnn_kit.engine.detections import ImagePrediction, stack_predictions
 from rcnn_kit.engine.utils import resolve_device
-from rcnn_kit.engine.voc_ap import evaluate_voc
+from rcnn_kit.engine.voc_ap import VOC_IOU_THRESHOLD, evaluate_voc
 
 #: The honest name of each ``method`` of :func:`mean_average_precision`.
 METRIC_NAMES: dict[str, str] = {
@@ -213,6 +213,40 @@ def mean_average_precision(
     summary["per_class_ap_50"] = dict(zip(class_names, result.ap, strict=True))
     summary["recall_50"] = result.true_positives / result.positives
     return summary
+
+
+def coverage_recall(predictions: Sequence[ImagePrediction], iou: float = VOC_IOU_THRESHOLD) -> float:
+    """Share of GT boxes that at least one detection of the same class overlaps with IoU >= ``iou``.
+
+    Coverage, not one-to-one matching (that is ``mean_average_precision(...)["recall_50"]``):
+    one detection may cover several GT boxes, whatever the scores. It answers "do the
+    proposals reach each object at all", the usual measure of region proposals.
+
+    Args:
+        predictions: output of :func:`predict` (or proposals wrapped as :class:`ImagePrediction`).
+        iou: IoU threshold in ``(0, 1]``.
+
+    Returns:
+        Coverage in ``[0, 1]``.
+
+    Raises:
+        ValueError: ``iou`` is out of range, or there is no GT box at all.
+    """
+    from torchvision.ops import box_iou  # the independent IoU, not the student's
+
+    if not 0 < iou <= 1:
+        raise ValueError(f"iou: expected a value in (0, 1], got {iou!r}")
+    found = total = 0
+    for p in predictions:
+        total += p.gt_boxes.shape[0]
+        if p.gt_boxes.shape[0] == 0 or p.boxes.shape[0] == 0:
+            continue
+        overlaps = box_iou(p.gt_boxes.float(), p.boxes.float())  # (M, N)
+        same_class = p.gt_classes.view(-1, 1) == p.classes.view(1, -1)  # (M, 1) == (1, N) -> (M, N)
+        found += int(((overlaps >= iou) & same_class).any(dim=1).sum())
+    if total == 0:
+        raise ValueError("predictions: coverage is undefined without any ground-truth box")
+    return found / total
 
 
 def format_map_table(results: Mapping[str, Mapping[str, Any]], class_names: Sequence[str]) -> str:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from rcnn_kit.checks import check, check_at_least, rel_error, require_all, rpn_top_proposals, seed_conv_weights_
-from rcnn_kit.engine import recall_at_iou
+from rcnn_kit.engine import coverage_recall
 
 
 def test_rel_error_follows_the_course_formula() -> None:
@@ -133,9 +133,9 @@ def test_rpn_top_proposals_keeps_the_best_k_per_level() -> None:
     (prediction,) = top1
     assert prediction.boxes.shape == (2, 4) and prediction.classes.tolist() == [0, 0]
     assert prediction.gt_classes.tolist() == [0, 0], "class-agnostic: every GT box counts as class 0"
-    assert recall_at_iou(top1) == 0.5
+    assert coverage_recall(top1) == 0.5
     top2 = rpn_top_proposals(backbone, rpn, dataset, top_k=2, device="cpu")
-    assert top2[0].boxes.shape == (4, 4) and recall_at_iou(top2) == 1.0
+    assert top2[0].boxes.shape == (4, 4) and coverage_recall(top2) == 1.0
     assert top2[0].scores.tolist() == [1.0, 0.5, 1.0, 0.5], "descending within each level"
     with pytest.raises(ValueError, match="top_k"):
         rpn_top_proposals(backbone, rpn, dataset, top_k=0)

@@ -8,9 +8,8 @@ an independent line scan, not :mod:`release_tool.markers`.
 
 from __future__ import annotations
 
-import keyword
-
 import inspect
+import keyword
 import shutil
 from pathlib import Path
 from types import ModuleType
