@@ -144,6 +144,11 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         print(f"rcnn-kit grade: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(format_table(results))
+    if code != 0:  # the instructor's full story (hidden from students in results.json): grade-all keeps it in grader.log
+        from autograder.results import INSTRUCTOR_LOG
+
+        log = next((t.get("output", "") for t in results["tests"] if t.get("name") == INSTRUCTOR_LOG), "")
+        print(f"\n{INSTRUCTOR_LOG}:\n{log}", file=sys.stderr)
     print(f"\nwrote {args.results}")
     return code
 
@@ -160,6 +165,7 @@ def _grade_one(submission: Path, folder: Path, argv: list[str], timeout_s: float
     grader's whole output: the instructor's place to look). Returns the results dict, with
     ``"error"`` set when grading did not end normally.
     """
+    folder = folder.resolve()  # the grader runs in a folder of its own
     folder.mkdir(parents=True, exist_ok=True)
     results, log = folder / "results.json", folder / GRADER_LOG
     results.unlink(missing_ok=True)

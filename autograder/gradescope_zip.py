@@ -28,10 +28,12 @@ from pathlib import Path
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
+from rcnn_kit.course import REFERENCE_DIR
+
 #: The kit's source checkout (this file is autograder/gradescope_zip.py).
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 #: Folders copied into the bundle, relative to the source root.
-BUNDLED_DIRS = ("rcnn_kit", "autograder", "data_scripts", "release_tool", "solutions/faster_rcnn")
+BUNDLED_DIRS = ("rcnn_kit", "autograder", "data_scripts", "release_tool", str(REFERENCE_DIR))
 #: Files copied into the bundle, relative to the source root.
 BUNDLED_FILES = ("pyproject.toml",)
 #: Where the overfit subset goes inside the bundle (and so in /autograder/source).

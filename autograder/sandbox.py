@@ -56,6 +56,7 @@ from autograder import bubblewrap, isolation
 from autograder.sandboxed import HARNESS_PACKAGE, wire
 from autograder.sandboxed.child import LAUNCH
 from autograder.isolation import Confinement, Identity
+from rcnn_kit.course import STUDENT_MODULES
 from autograder.sandboxed.errors import ERROR_CATEGORIES
 from autograder.student_errors import category_message, clean_details
 
@@ -84,7 +85,7 @@ NON_UNIT_KINDS = ("overfit",)
 #: Imported by the child before the privilege drop only when the group's code uses them.
 OPTIONAL_PREIMPORT = ("torchvision", "torchvision.ops")
 #: Modules the child always finds in the hybrid package.
-KNOWN_MODULES = ("iou", "nms", "anchors", "deltas", "rpn", "detector")
+KNOWN_MODULES = STUDENT_MODULES
 
 
 class StudentError(Exception):

@@ -42,7 +42,7 @@ from torchvision.ops import MultiScaleRoIAlign
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # machine_info beside this script
-from rcnn_kit.course import REFERENCE_DIR  # noqa: E402
+from rcnn_kit.course import IMAGE_SIZE, REFERENCE_DIR  # noqa: E402
 
 from rcnn_kit.backbone import DetectorBackboneWithFPN  # noqa: E402
 from rcnn_kit.build import build_detector  # noqa: E402
@@ -246,7 +246,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=10, help="timed steps per model (default: 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
     parser.add_argument("--batch-size", type=int, default=COURSE_BATCH_SIZE, help="images per step (default: 16)")
-    parser.add_argument("--image-size", type=int, default=224, help="square image side (default: 224)")
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"square image side (default: {IMAGE_SIZE})")
     parser.add_argument("--fpn-channels", type=int, default=128, help="FPN channels of both models (default: 128)")
     parser.add_argument("--impl", default=str(REPO_ROOT / REFERENCE_DIR), help="faster_rcnn folder")
     parser.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=None,

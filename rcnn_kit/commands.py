@@ -317,7 +317,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     train.add_argument("--data", required=True, help="VOC-layout folder or course JSON file")
     train.add_argument("--split", default="train", help="image set of a VOC folder (default: train)")
     train.add_argument("--out", required=True, help="output folder")
-    train.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE, help="square input side (default: 224)")
+    train.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE, help=f"square input side (default: {DEMO_IMAGE_SIZE})")
     train.add_argument("--pretrained", choices=sorted(_PRETRAINED_CHOICES), default="auto",
                        help="ImageNet trunk weights: yes, no, or auto (when available; default)")
     _add_train_options(train, iters=DEMO_ITERS, batch_size=8)

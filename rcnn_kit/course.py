@@ -1,9 +1,9 @@
 """The course's facts, each defined once; every layer (runtime, release, autograder,
 data scripts, benchmarks) reads them from here.
 
-The box-delta constants (``IGNORED_DELTA``, ``DELTA_SCALE_CLAMP``) are part of the
-student API and live in the reference's ``deltas.py``; the grader reads them from the
-reference package it loads, never from a copy.
+The box-delta constants (``IGNORED_DELTA``, ``DELTA_SCALE_CLAMP``) are defined here too;
+the reference's ``deltas.py`` (and so the student's stub) imports them from this module,
+as the student API names them there.
 
 Folders are given relative to the course repository's root. :func:`course_root` finds
 that root from the installed runtime package; the student bundle has no ``solutions/``,
@@ -12,6 +12,7 @@ so :func:`default_impl_dir` also looks for the bundle's own ``faster_rcnn/``.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -25,6 +26,12 @@ IMAGE_SIZE = 224
 FPN_STRIDES = MappingProxyType({"p3": 8, "p4": 16, "p5": 32})
 #: GT rows per image in a batch: ``Tensor[B, MAX_GT_BOXES, 5]`` padded with -1 rows.
 MAX_GT_BOXES = 40
+#: Deltas (and matched-GT rows) of anchors that must not contribute to a loss: background and
+#: neutral anchors. Part of the student API (``faster_rcnn.deltas.IGNORED_DELTA``).
+IGNORED_DELTA = -1e8
+#: Largest dw, dh before ``exp`` in ``rcnn_apply_deltas_to_anchors``: a box may grow to the image
+#: size over the smallest stride (224 / 8 = 28) times its anchor, so wild deltas cannot overflow.
+DELTA_SCALE_CLAMP = math.log(IMAGE_SIZE / min(FPN_STRIDES.values()))
 #: Name of the student/reference package.
 PACKAGE_NAME = "faster_rcnn"
 #: The modules every ``faster_rcnn`` package holds, in dependency order.

@@ -14,11 +14,12 @@ import pytest
 import torch
 from torch import Tensor
 
+from rcnn_kit.course import IGNORED_DELTA
 from rcnn_kit.course import IMAGE_SIZE as COURSE_IMAGE_SIZE
 from autograder.sandboxed import probes
 from autograder.scoring import cases
 from autograder.compare import Fail, FailureDetails, assert_close, assert_on_device, assert_shape_dtype
-from autograder.feedback import DELTAS_APPLY_SIGNATURES, DELTAS_GET_SIGNATURES, IGNORED_DELTA, deltas_ignored_rows
+from autograder.feedback import DELTAS_APPLY_SIGNATURES, DELTAS_GET_SIGNATURES, deltas_ignored_rows
 from autograder.sandbox import SandboxClient, StudentError
 
 #: Deltas are ratios and logs of float32 values: rounding differs by ~1e-7.

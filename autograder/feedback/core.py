@@ -13,11 +13,14 @@ float pixels without the +1 convention.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
+
+# IGNORED_DELTA: deltas of rows that must not contribute (background or neutral GT); DELTA_SCALE_CLAMP:
+# the largest dw, dh before exp() in rcnn_apply_deltas_to_anchors. Re-exported for the signatures.
+from rcnn_kit.course import DELTA_SCALE_CLAMP, IGNORED_DELTA
 
 from autograder.compare import rel_error
 
@@ -27,11 +30,6 @@ Signature = Callable[[Tensor, Tensor, Mapping[str, Tensor]], "str | None"]
 #: Relative error under which a recomputed buggy variant counts as a match.
 SIGNATURE_TOL = 1e-4
 
-#: Value the deltas use for rows that must not contribute (background or neutral GT).
-IGNORED_DELTA = -1e8
-
-#: Largest dw, dh before exp() in the specification of rcnn_apply_deltas_to_anchors.
-DELTA_SCALE_CLAMP = math.log(224 / 8)
 
 
 def matches(candidate: Tensor, actual: Tensor, tol: float = SIGNATURE_TOL) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from rcnn_kit.course import IMAGE_SIZE
 from rcnn_kit.data.classes import SYNTHETIC_CLASSES
 from rcnn_kit.data.datasets import CourseRecord, write_course_json
 from rcnn_kit.data.voc import (
@@ -119,7 +120,7 @@ def _make_image(rng: np.random.Generator, size: int, num_objects: int) -> tuple[
 def make_synthetic_voc(
     out_dir: str | Path,
     num_images: int = 16,
-    image_size: int = 224,
+    image_size: int = IMAGE_SIZE,
     seed: int = 0,
     min_objects: int = 1,
     max_objects: int = 3,

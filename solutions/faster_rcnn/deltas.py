@@ -7,18 +7,18 @@ A delta ``(dx, dy, dw, dh)`` moves an anchor with centre ``(px, py)`` and size
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-#: Largest dw/dh allowed before exp() when decoding: a box may grow at most
-#: 224 / 8 = 28 times its anchor (image size over the smallest stride), which
-#: keeps exp() finite for wild early-training predictions.
-DELTA_SCALE_CLAMP = math.log(224 / 8)
+# The course's constants (rcnn_kit/course.py, the one home of the course's facts):
+# DELTA_SCALE_CLAMP is the largest dw/dh allowed before exp() when decoding (a box may
+# grow at most 224 / 8 = 28 times its anchor, image size over the smallest stride), which
+# keeps exp() finite for wild early-training predictions; IGNORED_DELTA (-1e8) marks the
+# deltas of anchors matched to background (-1 rows) or left neutral (-1e8 rows), which
+# the losses ignore.
+from rcnn_kit.course import DELTA_SCALE_CLAMP, IGNORED_DELTA
 
-#: Marker value for deltas of anchors matched to background (-1 rows) or left
-#: neutral (-1e8 rows); the losses ignore these entries.
-IGNORED_DELTA = -1e8
+__all__ = ["DELTA_SCALE_CLAMP", "IGNORED_DELTA", "clip_boxes_to_image", "rcnn_apply_deltas_to_anchors",
+           "rcnn_get_deltas_from_anchors"]
 
 
 def _centres_and_sizes(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
