@@ -9,6 +9,8 @@ A delta ``(dx, dy, dw, dh)`` moves an anchor with centre ``(px, py)`` and size
 
 from __future__ import annotations
 
+import math  # noqa: F401  (given: the stub has always offered math.log / math.exp)
+
 import torch
 
 # The course's constants (rcnn_kit/course.py, the one home of the course's facts):
