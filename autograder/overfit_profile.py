@@ -2,8 +2,8 @@
 
 A profile is a TOML file written by ``rcnn-kit calibrate-overfit`` (:mod:`autograder.calibration`)
 and read by the check (``autograder/checks/test_overfit.py``). The kit ships one per device
-class in :data:`PROFILES_DIR`: ``cpu.toml`` (calibrated) and ``cuda.toml`` (uncalibrated until
-the command runs on a GPU). Layout::
+class in :data:`PROFILES_DIR`: ``cpu.toml`` (calibrated on the 2-core CPU machine) and ``cuda.toml``
+(calibrated on one H200; docs/OVERFIT_CALIBRATION.md). Layout::
 
     device = "cpu"            # device class it was calibrated on: "cpu" or "cuda"
     calibrated = true         # false: measured, but the reference and the broken detectors

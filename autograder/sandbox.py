@@ -80,6 +80,8 @@ SANDBOXED_DIR = Path(__file__).resolve().parent / "sandboxed"
 HARNESS_CORE_FILES = ("__init__.py", "child.py", "wire.py", "errors.py")
 #: Name of the student package inside the child.
 PACKAGE_NAME = "faster_rcnn"
+#: The login name a child sees in USER/LOGNAME (the sandbox has no user table to look it up in).
+SANDBOX_USER_NAME = "student"
 #: Rubric kinds other than "unit" (see autograder/rubric.toml); ``probes_<kind>.py`` belongs to one.
 NON_UNIT_KINDS = ("overfit",)
 #: Imported by the child before the privilege drop only when the group's code uses them.
@@ -413,6 +415,10 @@ class SandboxClient:
             "LANG": "C.UTF-8", "OMP_NUM_THREADS": str(self.limits.threads),
             "MKL_NUM_THREADS": str(self.limits.threads), "RCNN_KIT_OFFLINE": "1",
             "RCNN_GRADE_DEVICE": self.device,
+            # The sandbox shows no /etc/passwd: getpass.getuser() (which torch's compile cache
+            # calls while torchvision is imported, torch 2.11) reads these before the user table.
+            "USER": SANDBOX_USER_NAME, "LOGNAME": SANDBOX_USER_NAME,
+            "TORCHINDUCTOR_CACHE_DIR": str(inside_work / "torchinductor"),
         }
         if self.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""

@@ -43,8 +43,12 @@ def profiles(tmp_path: Path) -> Path:
 def test_shipped_profiles_load_and_name_their_source() -> None:
     cuda = load_profile(PROFILES_DIR / "cuda.toml")
     assert CPU.device == "cpu" and CPU.calibrated and CPU.source == PROFILES_DIR / "cpu.toml" and CPU.name == "cpu"
-    assert cuda.device == "cuda"
-    assert CPU.pass_map <= CPU.provenance["reference_worst_map"] - CPU.provenance["min_margin"]
+    assert cuda.device == "cuda" and cuda.calibrated and cuda.source == PROFILES_DIR / "cuda.toml"
+    for profile in (CPU, cuda):  # the pass mark sits between the reference's worst run and every caught variant
+        margin = profile.provenance["min_margin"]
+        assert profile.pass_map <= profile.provenance["reference_worst_map"] - margin + 1e-9, profile.name
+        caught = [profile.provenance["broken_best"][name] for name in profile.provenance["caught"]]
+        assert caught and max(caught) <= profile.pass_map - margin + 1e-9, profile.name
 
 
 def test_written_profile_reads_back_equal(tmp_path: Path) -> None:

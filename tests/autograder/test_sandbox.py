@@ -64,6 +64,9 @@ def iou(boxes1, boxes2):
                 time.sleep(3600)
             os._exit(0)
         time.sleep(1.0)
+    if mode == -8:  # what torch 2.11 does while torchvision is imported (its compile cache's folder name)
+        import getpass
+        assert getpass.getuser()
     a1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
     a2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
     lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
@@ -134,6 +137,13 @@ def test_child_runs_confined(shared_client: SandboxClient) -> None:
         assert facts["network_isolated"] is True
     else:
         assert facts["uid"] == os.getuid()
+
+
+def test_the_login_name_is_known_without_a_user_table(shared_client: SandboxClient) -> None:
+    """The sandbox shows no /etc/passwd, yet getpass.getuser() works (found on the GPU image)."""
+    b1, b2 = _boxes(3, 1, first=-8), _boxes(4, 2)
+    out = shared_client.call("call_iou", {"boxes1": b1, "boxes2": b2})
+    torch.testing.assert_close(out["out"], torchvision.ops.box_iou(b1, b2))
 
 
 def test_exception_message_is_short_scrubbed_and_points_at_student_frame(shared_client: SandboxClient) -> None:
