@@ -33,7 +33,7 @@ demo: venv
 
 test: venv sandbox
 	$(VENV)/bin/rcnn-kit release --check
-	RCNN_KIT_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q --timeout=900 -n 2 --dist loadfile
+	RCNN_KIT_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q --timeout=900 -n 2 --dist loadfile --no-loadscope-reorder
 
 release: venv
 	$(VENV)/bin/rcnn-kit release

@@ -24,6 +24,7 @@ Identity, in both confinements:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import fcntl
 import os
@@ -121,6 +122,8 @@ def sandbox_identity(unprivileged: bool = False) -> Identity:
         return Identity(None, None)
     if _identity is None:
         _identity = _acquire_slot()
+        if _identity.lock is not None:  # release the slot at exit (the kernel would too, with a ResourceWarning)
+            atexit.register(_identity.lock.close)
     return _identity
 
 

@@ -23,7 +23,7 @@ name = "IoU (iou.iou)"
 points = 6.0
 student_modules = ["iou"]
 reference_modules = []
-timeout_s = 20
+timeout_s = 10
 
 [[check]]
 id = "nms"
@@ -31,7 +31,7 @@ name = "Non-maximum suppression (nms.nms)"
 points = 7.0
 student_modules = ["nms"]
 reference_modules = ["iou"]
-timeout_s = 30
+timeout_s = 12
 """
 
 

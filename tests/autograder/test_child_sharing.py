@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from autograder import isolation
-from autograder.runner import DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, GradeSettings, load_rubric, run_checks
+from autograder.runner import DEFAULT_CHECKS_DIR, GradeSettings, run_checks
 from autograder.sandbox import Group, SandboxClient, SandboxLimits, uses_torchvision
 from infra_helpers import KIT_TEST_PROBES, REFERENCE_DIR, REPO_ROOT
 
@@ -216,11 +216,5 @@ def test_tripwires_block_a_late_torchvision_import() -> None:
     assert "blocked: torchvision was imported" in proc.stdout and proc.stdout.strip().endswith("ok")
 
 
-@pytest.mark.slow
-def test_reference_submission_starts_one_child_per_module_set() -> None:
-    unit = [e for e in load_rubric(DEFAULT_RUBRIC) if e.kind == "unit"]
-    module_sets = {(frozenset(e.student_modules), frozenset(e.reference_modules)) for e in unit}
-    files = {m: REFERENCE_DIR / f"{m}.py" for m in ("iou", "nms", "anchors", "deltas", "rpn", "detector")}
-    run = run_checks(GradeSettings(reference_dir=REFERENCE_DIR, skip_overfit=True), files)
-    assert run.child_starts == len(module_sets) == 6
-    assert all(g.passed == g.counted > 0 for g in run.groups if g.entry.kind == "unit")
+# One child start per module set for the whole reference: tests/autograder/test_cli.py's
+# test_rcnn_kit_grade_gives_the_reference_full_unit_marks (from results.json's instructor log).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -18,7 +19,7 @@ from autograder.__main__ import main as autograder_main
 from autograder.grading import EXIT_INFRASTRUCTURE, GradeOptions, grade
 from autograder.results import validate_results
 from autograder.runner import DEFAULT_CHECKS_DIR, DEFAULT_RUBRIC, load_rubric
-from infra_helpers import IOU_NMS_RUBRIC, REFERENCE_DIR, REPO_ROOT, load_json, score_of
+from infra_helpers import IOU_NMS_RUBRIC, REFERENCE_DIR, REPO_ROOT, hidden_log, load_json, score_of
 
 IOU_ONLY_RUBRIC = "[[check]]" + IOU_NMS_RUBRIC.split("[[check]]")[1]
 
@@ -154,3 +155,8 @@ def test_rcnn_kit_grade_gives_the_reference_full_unit_marks(work_dir: Path) -> N
         else:
             assert test["score"] == entry.points, test["output"]
     assert "TOTAL" in proc.stdout
+    # Adjacent groups with the same files share a child: one child start per module set.
+    unit = [e for e in load_rubric(DEFAULT_RUBRIC) if e.kind == "unit"]
+    module_sets = {(frozenset(e.student_modules), frozenset(e.reference_modules)) for e in unit}
+    starts = [int(n) for n in re.findall(r"^== \w+: .*\bstarts=(\d+)", hidden_log(results), flags=re.M)]
+    assert len(starts) == len(unit) and sum(starts) == len(module_sets) == 6, hidden_log(results)

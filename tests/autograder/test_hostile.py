@@ -39,7 +39,7 @@ SLEEPER_LINE = re.compile(r"SLEEPER (rcnnslp[0-9a-f]{8})")
 REDUCE_MARKER = Path("/tmp/rcnn_kit_hostile_reduce_marker")
 #: Why bubblewrap cannot isolate here (None when it can): read_reference then reads what the machine exposes.
 NO_BWRAP = None if bubblewrap.availability(running_as_root())[0] else bubblewrap.availability(running_as_root())[1]
-#: Upper bound of one submission's grading time with the small rubric (two 20 s groups + start-up).
+#: Upper bound of one submission's grading time with the small rubric (a 10 s and a 12 s group, each with up to 60 s of start-up).
 MAX_GRADE_SECONDS = 150
 #: Results files stay small whatever the student prints.
 MAX_RESULTS_BYTES = 200_000

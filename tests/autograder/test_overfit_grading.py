@@ -213,11 +213,8 @@ def test_probe_output_passes_validation(ref, tiny_set: TrainingSet) -> None:
 # ---------------------------------------------------------------------------- the real check, in a sandbox
 
 
-@pytest.mark.slow
-def test_check_passes_the_reference_in_a_sandbox() -> None:
-    outcome = grade_overfit({m: REFERENCE / f"{m}.py" for m in STUDENT_MODULES})
-    assert (outcome["passed"], outcome["failed"]) == (1, 0), outcome
-    assert str(PROFILES_DIR / "cpu.toml") in outcome["notes"][0] or torch.cuda.is_available()
+# The reference passing the check in a sandbox is tests/autograder/test_gradescope_bundle.py's
+# reference-scores-100 test (a fresh bundle, the shipped CPU profile).
 
 
 @pytest.mark.slow

@@ -1,4 +1,9 @@
-"""End to end: the reference detector overfits a few synthetic images (CPU in CI, GPU when present).
+"""End to end on a GPU: the reference detector overfits a few synthetic images with the runtime.
+
+On the CPU, the same property is checked where it matters for grades: the Gradescope bundle
+test (tests/autograder/test_gradescope_bundle.py) grades the reference in the sandbox with the
+shipped CPU profile and requires the overfit test to pass; the calibration record in
+autograder/profiles/cpu.toml has 20 of 20 seeds passing. This file adds the GPU run.
 
 Uses the runtime directly (no sandbox, no grader code in the loop): build the reference
 detector on a random-init backbone, train it with the overfit profile's schedule, detect
@@ -27,7 +32,6 @@ LOSS_DROP_RATIO = 0.5
 WINDOW = 10
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-CPU_PROFILE = load_profile(PROFILES_DIR / "cpu.toml")
 GPU_PROFILE = load_profile(PROFILES_DIR / "cuda.toml")
 
 
@@ -59,16 +63,6 @@ def _check(ref: ModuleType, profile: OverfitProfile, tmp_path: Path) -> None:
         f"train-set mAP@0.5 {summary['map_50']:.3f} < {profile.pass_map} after {profile.iterations} iterations "
         f"({seconds:.0f} s); per class {summary['per_class_ap_50']}"
     )
-
-
-@pytest.mark.slow
-def test_reference_overfits_with_the_cpu_profile(ref: ModuleType, tmp_path: Path) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, CPU_PROFILE.threads))
-    try:
-        _check(ref, CPU_PROFILE, tmp_path)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
