@@ -4,7 +4,9 @@ process tree (grader + sandboxed children), for docs/INSTRUCTORS.md's platform s
 The grader runs as ``python -m autograder grade ...`` in a child process; this script samples
 the summed resident memory (RSS) of that process and all its descendants every
 ``--interval`` seconds (the children live in their own PID namespace under bubblewrap, but
-the host sees them), and reads the CPU time of the whole tree from ``wait4``'s rusage.
+the host sees them), and the CPU time of each process of the tree from /proc at each sample
+(the sandbox children are killed, not reaped through the grader, so ``wait4``'s rusage misses
+them; a process shorter than one sample is missed too).
 
 Examples::
 
@@ -32,26 +34,41 @@ from rcnn_kit.course import REFERENCE_DIR  # noqa: E402
 
 #: Bytes per kB in /proc/<pid>/status.
 KB = 1024
+#: utime and stime in /proc/<pid>/stat, counted from the field after the command name (proc(5)).
+STAT_UTIME, STAT_STIME = 11, 12
+#: Clock ticks per second of those fields.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def tree_rss(root: int) -> int:
-    """Summed VmRSS (bytes) of ``root`` and every process below it."""
+def tree_sample(root: int, cpu_seen: dict[int, float]) -> int:
+    """Summed VmRSS (bytes) of ``root`` and every process below it; records each one's CPU seconds.
+
+    ``cpu_seen[pid]`` keeps the latest user + system time of each process of the tree: the
+    grader ends its sandbox children with SIGKILL, so their CPU never reaches ``wait4``'s rusage.
+    """
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/status") as fh:
                 fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            with open(f"/proc/{name}/stat") as fh:
+                stat = fh.read().rsplit(")", 1)[1].split()  # fields after the command name
         except OSError:
             continue
         parents[int(name)] = int(fields.get("PPid", "0").strip())
         rss[int(name)] = int(fields.get("VmRSS", "0 kB").split()[0]) * KB
+        cpu[int(name)] = (int(stat[STAT_UTIME]) + int(stat[STAT_STIME])) / CLOCK_TICKS
     members, frontier = {root}, {root}
     while frontier:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in members}
         members |= frontier
+    for pid in members:
+        if pid in cpu:
+            cpu_seen[pid] = max(cpu_seen.get(pid, 0.0), cpu[pid])
     return sum(rss.get(pid, 0) for pid in members)
 
 
@@ -72,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
         peak = [0]
+        cpu_seen: dict[int, float] = {}
         done = threading.Event()
 
         def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], tree_rss(proc.pid))
+                peak[0] = max(peak[0], tree_sample(proc.pid, cpu_seen))
                 time.sleep(args.interval)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -92,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
           f"load {os.getloadavg()[0]:.1f}, python {platform.python_version()}")
     print(f"command: {' '.join(cmd[1:])}")
     print(f"exit status: {os.waitstatus_to_exitcode(status)}; {' '.join(total.split())}")
-    print(f"wall {wall:.1f} s; CPU {usage.ru_utime + usage.ru_stime:.1f} s (user {usage.ru_utime:.1f}, sys {usage.ru_stime:.1f}); "
-          f"peak RSS of grader + children {peak[0] / 2**30:.2f} GiB (sampled every {args.interval:g} s)")
+    grader_cpu = usage.ru_utime + usage.ru_stime
+    tree_cpu = max(grader_cpu, sum(cpu_seen.values()))
+    print(f"wall {wall:.1f} s; CPU of the whole tree {tree_cpu:.1f} s ({len(cpu_seen)} processes seen; the grader "
+          f"and what it reaped: {grader_cpu:.1f} s); peak RSS of grader + children {peak[0] / 2**30:.2f} GiB "
+          f"(sampled every {args.interval:g} s)")
     return 0
 
 
