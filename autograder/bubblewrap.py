@@ -144,10 +144,13 @@ def build_argv(
     for name in ETC_FILES:
         if os.path.exists(name):
             argv += _parents(PurePosixPath(name), made) + ["--ro-bind", name, name]
+    # The private /tmp first: a runtime that lives under the host's /tmp (a TA's virtualenv in
+    # /tmp/course/.venv) is then bound on top of it, not hidden by it.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    made.add(PurePosixPath("/tmp"))
     mounted = runtime_dirs() + (library_path_dirs() if cuda else [])
     for path in _outermost(mounted):
         argv += _parents(PurePosixPath(path), made) + ["--ro-bind", str(path), str(path)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     if cuda:
         argv += ["--ro-bind", "/sys", "/sys"]
         for pattern in NVIDIA_DEVICES:

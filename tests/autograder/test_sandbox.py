@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -31,6 +33,9 @@ from infra_helpers import (
 )
 
 SLEEPER_PID_FILE = "sleeper.pid"
+#: Why bubblewrap cannot confine children here (None when it can).
+NO_BWRAP = None if bubblewrap.availability(running_as_root())[0] else bubblewrap.availability(running_as_root())[1]
+needs_bwrap = pytest.mark.skipif(NO_BWRAP is not None, reason=f"bubblewrap cannot confine children here: {NO_BWRAP}")
 CHAMELEON = '''
 """Test double: behaviour chosen by boxes1[0, 0] (negative sentinels), else the reference IoU."""
 import ctypes, os, sys, time
@@ -139,6 +144,7 @@ def test_child_runs_confined(shared_client: SandboxClient) -> None:
         assert facts["uid"] == os.getuid()
 
 
+@needs_bwrap
 def test_the_login_name_is_known_without_a_user_table(shared_client: SandboxClient) -> None:
     """The sandbox shows no /etc/passwd, yet getpass.getuser() works (found on the GPU image)."""
     b1, b2 = _boxes(3, 1, first=-8), _boxes(4, 2)
@@ -205,8 +211,6 @@ def test_timeout_uses_up_the_group_budget(base_dir: Path) -> None:
 
 
 #: Why the bubblewrap tests cannot run here (None when they can).
-NO_BWRAP = None if bubblewrap.availability(running_as_root())[0] else bubblewrap.availability(running_as_root())[1]
-needs_bwrap = pytest.mark.skipif(NO_BWRAP is not None, reason=f"bubblewrap cannot confine children here: {NO_BWRAP}")
 
 
 @pytest.fixture
@@ -249,6 +253,31 @@ def test_bubblewrap_child_finds_no_reference_anywhere(base_dir: Path, planted_re
         assert not any(p.endswith(("test_iou.py", "rubric.toml")) for p in out.meta["paths"])
         for path in planted_references + [REFERENCE_DIR / "iou.py", DEFAULT_CHECKS_DIR / "conftest.py"]:
             assert int(client.call("can_read", {}, path=str(path))["readable"]) == 0, path
+
+
+@needs_bwrap
+def test_a_runtime_under_tmp_stays_visible(base_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grader whose Python lives in the host's /tmp (a TA's fresh clone there) still runs children.
+
+    The sandbox's private /tmp once covered such a runtime: bwrap could not exec the interpreter.
+    """
+    runtime = Path(tempfile.mkdtemp(prefix="rcnn-runtime-in-tmp-"))  # the system /tmp, like such a venv
+    try:
+        (runtime / "marker.txt").write_text("runtime is visible")
+        os.chmod(runtime, 0o755)
+        real = bubblewrap.runtime_dirs()
+        monkeypatch.setattr(bubblewrap, "runtime_dirs", lambda: [*real, runtime])
+        for name in ("harness", "pkg", "work"):
+            (base_dir / name).mkdir()
+        (base_dir / "config.json").write_text("{}")
+        folders = bubblewrap.HostFolders(harness=base_dir / "harness", package_root=base_dir / "pkg",
+                                         work=base_dir / "work", config=base_dir / "config.json")
+        code = f"import pathlib; print(pathlib.Path({str(runtime / 'marker.txt')!r}).read_text())"
+        argv = bubblewrap.build_argv(folders, [sys.executable, "-I", "-c", code], privileged=running_as_root(), cuda=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.strip() == "runtime is visible", proc.stderr
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 @needs_bwrap
@@ -296,6 +325,7 @@ def test_fallback_is_named_and_require_isolation_refuses(tmp_path: Path, monkeyp
         bubblewrap.availability.cache_clear()
 
 
+@needs_bwrap  # the fallback ends what the child started by uid, as root only (docs/AUTOGRADER_DESIGN.md)
 @pytest.mark.parametrize("unprivileged", [False, True], ids=["as_root_if_possible", "unprivileged"])
 def test_detached_sleeper_does_not_outlive_the_check(base_dir: Path, unprivileged: bool) -> None:
     client = _client(base_dir, unprivileged=unprivileged)
