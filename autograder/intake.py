@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from rcnn_kit.impl import STUDENT_MODULES
+from rcnn_kit.course import PACKAGE_NAME, STUDENT_MODULES
 
 #: Largest module file accepted (bytes); the reference modules are ~10-30 KB.
 MAX_FILE_BYTES = 1 << 20
@@ -29,8 +29,8 @@ MAX_ZIP_TOTAL_BYTES = 100 << 20
 MAX_ENTRIES = 5000
 #: Folders whose content is never a submission (macOS resource forks, caches, VCS).
 IGNORED_DIRS = frozenset({"__MACOSX", "__pycache__", ".git", ".ipynb_checkpoints"})
-#: Name of the package folder.
-PACKAGE = "faster_rcnn"
+#: Name of the package folder (the course's, rcnn_kit/course.py).
+PACKAGE = PACKAGE_NAME
 
 
 class SubmissionError(Exception):

@@ -56,7 +56,7 @@ from autograder import bubblewrap, isolation
 from autograder.sandboxed import HARNESS_PACKAGE, wire
 from autograder.sandboxed.child import LAUNCH
 from autograder.isolation import Confinement, Identity
-from rcnn_kit.course import STUDENT_MODULES
+from rcnn_kit.course import PACKAGE_NAME, STUDENT_MODULES  # the student package's name inside the child too
 from autograder.sandboxed.errors import ERROR_CATEGORIES
 from autograder.student_errors import category_message, clean_details
 
@@ -78,8 +78,6 @@ MIN_RESTART_BUDGET_S = 5.0
 SANDBOXED_DIR = Path(__file__).resolve().parent / "sandboxed"
 #: Files of :data:`SANDBOXED_DIR` every child gets (the probes are chosen per client).
 HARNESS_CORE_FILES = ("__init__.py", "child.py", "wire.py", "errors.py")
-#: Name of the student package inside the child.
-PACKAGE_NAME = "faster_rcnn"
 #: The login name a child sees in USER/LOGNAME (the sandbox has no user table to look it up in).
 SANDBOX_USER_NAME = "student"
 #: Rubric kinds other than "unit" (see autograder/rubric.toml); ``probes_<kind>.py`` belongs to one.
