@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script from a checkout
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # machine_info beside this script
+import torch  # noqa: E402
+from machine_info import machine_info  # noqa: E402
 from rcnn_kit.course import REFERENCE_DIR  # noqa: E402
 
 #: Bytes per kB in /proc/<pid>/status.
@@ -106,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         output = proc.stdout.read() if proc.stdout else ""
     total = next((line for line in output.splitlines() if line.startswith("TOTAL")), "TOTAL ?")
     print(output.strip().splitlines()[-1] if output.strip() else "")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.1f}, python {platform.python_version()}")
+    info = machine_info(torch.device("cuda" if args.device == "cuda" else "cpu"))
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     print(f"command: {' '.join(cmd[1:])}")
     print(f"exit status: {os.waitstatus_to_exitcode(status)}; {' '.join(total.split())}")
     grader_cpu = usage.ru_utime + usage.ru_stime

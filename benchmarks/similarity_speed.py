@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import resource
 import subprocess
@@ -27,7 +26,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "autograder"))  # the batch generator lives with the tests
 
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # machine_info beside this script
 import similarity_batch  # noqa: E402
+import torch  # noqa: E402
+from machine_info import machine_info  # noqa: E402
 
 #: Layouts the generated submissions cycle through.
 LAYOUTS = ("zip", "package", "flat")
@@ -69,10 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         if proc.returncode != 0:
             print(f"rcnn-kit similarity failed with exit code {proc.returncode}", file=sys.stderr)
             return proc.returncode
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{args.count} submissions: {seconds:.1f} s wall, {cpu:.1f} CPU-seconds (all processes) for "
-          f"`rcnn-kit similarity` ({platform.machine()}, {os.cpu_count()} CPUs, load {load:.1f} before the end, "
-          f"Python {platform.python_version()})")
+    info = machine_info(torch.device("cpu"))
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()) + " (load before the end)")
+    print(f"{args.count} submissions: {seconds:.1f} s wall, {cpu:.1f} CPU-seconds (all processes) for `rcnn-kit similarity`")
     return 0
 
 
